@@ -1,0 +1,24 @@
+"""Conditional-independence tests behind one batched interface.
+
+>>> from specialize.ci import FisherZ
+>>> result = FisherZ().test(x, y, z)        # doctest: +SKIP
+>>> result.pvalue                            # doctest: +SKIP
+"""
+
+from .base import CIData, CIResult, CITest, SingleCIResult, TestPlan
+from .fisherz import FisherZ
+from .oracle import DSeparation
+from .registry import available_ci_tests, make_ci_test, register_ci_test
+
+__all__ = [
+    "CIData",
+    "CIResult",
+    "CITest",
+    "DSeparation",
+    "FisherZ",
+    "SingleCIResult",
+    "TestPlan",
+    "available_ci_tests",
+    "make_ci_test",
+    "register_ci_test",
+]

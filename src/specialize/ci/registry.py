@@ -1,0 +1,41 @@
+"""Choose CI tests by name."""
+
+from __future__ import annotations
+
+from .._validation import InvalidParameterError
+from .base import CITest
+from .fisherz import FisherZ
+from .oracle import DSeparation
+
+_REGISTRY: dict[str, type[CITest]] = {}
+
+
+def register_ci_test(cls: type[CITest]) -> type[CITest]:
+    """Make ``cls`` selectable by its ``name`` (usable as a class decorator)."""
+    if not (isinstance(cls, type) and issubclass(cls, CITest)):
+        raise TypeError(f"{cls!r} is not a CITest subclass")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def available_ci_tests() -> list[str]:
+    """Names accepted by :func:`make_ci_test`."""
+    return sorted(_REGISTRY)
+
+
+def make_ci_test(test: str | CITest, **params) -> CITest:
+    """Return a CI test instance from a name (with constructor ``params``) or an instance."""
+    if isinstance(test, CITest):
+        if params:
+            raise InvalidParameterError("test parameters are only accepted with a test name")
+        return test
+    if test not in _REGISTRY:
+        raise InvalidParameterError(
+            f"test must be one of {', '.join(repr(n) for n in available_ci_tests())} "
+            f"or a CITest instance; got {test!r}"
+        )
+    return _REGISTRY[test](**params)
+
+
+register_ci_test(FisherZ)
+register_ci_test(DSeparation)

@@ -1,0 +1,236 @@
+"""Algorithm 1: which segments (or steps) serve which task, from batteries of CI tests."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+from .. import __version__
+from .._validation import (
+    DataValidationError,
+    as_float_array,
+    check_choice,
+    check_finite,
+    check_float,
+    check_int,
+    warn,
+)
+from ..ci.base import CIData, CIResult, CITest
+from ..ci.registry import make_ci_test
+from .aggregate import AGGREGATIONS, CORRECTIONS
+from .plan import CONDITIONINGS, MODES, plan_tests
+from .result import TaskStructure, decide
+
+MISSING_POLICIES = ("raise", "drop-rows", "testwise")
+DEFAULT_MODE = "segment"
+#: ``conditioning="auto"`` conditions on all other steps when a test handles large
+#: conditioning sets and there are at least this many samples per conditioning column.
+AUTO_SAMPLES_PER_COLUMN = 10
+
+
+def discover_structure(
+    X,
+    G,
+    *,
+    segment_length: int = 2,
+    test: str | CITest = "fisherz",
+    alpha: float = 0.05,
+    mode: str = DEFAULT_MODE,
+    conditioning: str = "auto",
+    correction: str | None = "holm",
+    aggregation: str = "clique",
+    missing: str = "raise",
+    batch_size: int = 16_384,
+    progress: bool = False,
+    random_state=None,
+    test_params: dict | None = None,
+) -> TaskStructure:
+    """Recover the segment-task structure of sequences from CI tests (Algorithm 1).
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_steps, n_features)
+        States or observations of every step of n i.i.d. sequences.
+    G : ndarray of shape (n_samples, n_tasks) or (n_samples, n_tasks, task_dim)
+        Task variables.
+    segment_length : int, default=2
+        Steps L per segment, 2 <= L <= T. Segment k is represented by step k*L + L - 1.
+    test : str or CITest, default="fisherz"
+        A registered test name (:func:`specialize.ci.available_ci_tests`) or an instance, e.g.
+        ``DSeparation(dag)`` for exact answers.
+    alpha : float in (0, 1), default=0.05
+        Level at which a (corrected) p-value counts as dependence.
+    mode : {"segment", "unary", "pairwise", "step"}, default="segment"
+        ``"unary"``: each segment's representative step against each task given its
+        conditioning steps (K*M tests). ``"segment"``: the unary tests plus a block test of
+        all the steps of each segment (Corollary 1: every step of a segment carries the
+        task), used wherever the previous segment's representative shows no dependence;
+        2*K*M tests. ``"pairwise"``: Algorithm 1 as the paper states it, the band test of
+        every pair of segments given the task (M*K*(K-1)/2 tests). ``"step"``: the unary test
+        at every step, for step-level structure without the equal-segment assumption. Why
+        segment is the default: ``docs/structure.md``.
+    conditioning : {"auto", "band", "all"}, default="auto"
+        ``"band"``: the neighbours of the tested steps (Theorem 1). ``"all"``: every other
+        step, which removes the part of the task other steps explain and so raises power.
+        ``"auto"``: ``"all"`` when the test handles large conditioning sets (Fisher-z, the
+        oracle) and n >= 10 x the number of conditioning columns, else ``"band"``.
+    correction : {"holm", None, "bonferroni", "fdr_bh"}, default="holm"
+        Multiple-testing correction over the run's family of decisions: one p-value per
+        (segment or step, task), or per (pair, task) in pairwise mode. None tests each at
+        ``alpha``, which with K*M tests gives about alpha*K*M false positives.
+    aggregation : {"clique", "any"}, default="clique"
+        Pairwise mode only: ``"any"`` marks both segments of every dependent pair (the paper);
+        ``"clique"`` keeps the segments that are dependent with most of their task's other
+        segments, so that one false positive does not mark a segment.
+    missing : {"raise", "drop-rows", "testwise"}, default="raise"
+        NaN handling: raise; drop every sequence with a NaN; or let each test drop only the
+        sequences with a NaN in the variables it uses (each test reports its n).
+    batch_size : int
+        Tests answered per batch.
+    progress : bool
+        Show a progress bar over batches (only when writing to a terminal).
+    random_state : int or None
+        Seed for randomised tests; recorded in the result.
+    test_params : dict, optional
+        Constructor arguments when ``test`` is a name.
+
+    Returns
+    -------
+    TaskStructure
+    """
+    started = time.perf_counter()
+    check_choice("mode", mode, MODES)
+    check_choice("conditioning", conditioning, ("auto", *CONDITIONINGS))
+    check_choice("correction", correction, CORRECTIONS)
+    check_choice("aggregation", aggregation, AGGREGATIONS)
+    check_choice("missing", missing, MISSING_POLICIES)
+    alpha = check_float("alpha", alpha, low=0.0, high=1.0, low_inclusive=False, high_inclusive=False)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    ci_test = make_ci_test(test, **(test_params or {}))
+
+    X, G = _validated_arrays(X, G, missing if ci_test.requires_data else "raise")
+    n, T, D = X.shape
+    M = G.shape[1]
+    L = check_int("segment_length", segment_length, minimum=2, maximum=T)
+    if T % L and mode != "step":
+        warn(
+            f"n_steps = {T} is not a multiple of segment_length = {L}: the last {T % L} "
+            "step(s) belong to no segment and are not tested"
+        )
+    data = sequence_ci_data(X, G)
+    conditioning = resolve_conditioning(conditioning, ci_test, n, T, D)
+    structure_plan = plan_tests(mode, T, L, M, conditioning)
+    validated = time.perf_counter()
+
+    answer = ci_test.prepare(data)
+    prepared = time.perf_counter()
+    result = CIResult.empty(len(structure_plan))
+    batches = list(structure_plan.plan.batches(batch_size))
+    for positions, sub in _progress(batches, progress, f"{mode} tests"):
+        result.fill(positions, answer(sub))
+    tested = time.perf_counter()
+
+    tests = {
+        "kind": structure_plan.kind,
+        "task": structure_plan.task,
+        "unit": structure_plan.unit,
+        "partner": structure_plan.partner,
+        "pvalue": result.pvalue,
+        "statistic": result.statistic,
+        "dof": result.dof,
+        "n_samples": result.n_samples,
+    }
+    aggregation = aggregation if mode == "pairwise" else None
+    segment_tasks, step_tasks = decide(
+        tests, mode=mode, alpha=alpha, correction=correction, aggregation=aggregation,
+        n_steps=T, segment_length=L, n_tasks=M,
+    )
+    finished = time.perf_counter()
+    return TaskStructure(
+        segment_tasks=segment_tasks,
+        step_tasks=step_tasks,
+        tests=tests,
+        mode=mode,
+        test=ci_test.name,
+        conditioning=conditioning,
+        alpha=alpha,
+        correction=correction,
+        aggregation=aggregation,
+        segment_length=L,
+        n_samples=n,
+        n_steps=T,
+        n_tasks=M,
+        missing=missing,
+        random_state=random_state,
+        test_params=ci_test.get_params(),
+        timings={
+            "validate_and_plan": validated - started,
+            "prepare": prepared - validated,
+            "tests": tested - prepared,
+            "aggregate": finished - tested,
+            "total": finished - started,
+        },
+        version=__version__,
+    )
+
+
+def resolve_conditioning(conditioning: str, ci_test: CITest, n: int, T: int, D: int) -> str:
+    """The conditioning set rule actually used (see ``discover_structure``)."""
+    if conditioning != "auto":
+        return conditioning
+    if ci_test.handles_large_conditioning_sets and (
+        not ci_test.requires_data or n >= AUTO_SAMPLES_PER_COLUMN * (T - 1) * D
+    ):
+        return "all"
+    return "band"
+
+
+def sequence_ci_data(X: np.ndarray, G: np.ndarray) -> CIData:
+    """CIData with one node per step (D columns of X) and one per task (q columns of G).
+
+    Node t is named ``("s", t)`` and node T + i ``("g", i)``, the names of the generator's DAG.
+    """
+    n, T, D = X.shape
+    M, q = G.shape[1], G.shape[2]
+    blocks = (X.reshape(n, T * D), G.reshape(n, M * q))
+    node_columns = tuple(np.arange(t * D, (t + 1) * D) for t in range(T)) + tuple(
+        T * D + np.arange(i * q, (i + 1) * q) for i in range(M)
+    )
+    names = tuple(("s", t) for t in range(T)) + tuple(("g", i) for i in range(M))
+    labels = tuple(f"X[:, {t}, {j}]" for t in range(T) for j in range(D)) + tuple(
+        f"G[:, {i}]" if q == 1 else f"G[:, {i}, {j}]" for i in range(M) for j in range(q)
+    )
+    return CIData(blocks, node_columns, names, labels, n)
+
+
+def _validated_arrays(X, G, missing: str) -> tuple[np.ndarray, np.ndarray]:
+    """X as (n, T, D) and G as (n, M, q) float arrays, with the missing-value policy applied."""
+    X = as_float_array("X", X, ndims=(3,), shape_hint="(n_samples, n_steps, n_features)")
+    G = as_float_array("G", G, ndims=(2, 3), shape_hint="(n_samples, n_tasks) or (n_samples, n_tasks, task_dim)")
+    if G.ndim == 2:
+        G = G[:, :, None]
+    if X.shape[0] != G.shape[0]:
+        raise DataValidationError(
+            f"X has {X.shape[0]} samples but G has {G.shape[0]}; they must match"
+        )
+    check_finite("X", X, allow_nan=missing != "raise")
+    check_finite("G", G, allow_nan=missing != "raise")
+    if missing == "drop-rows":
+        keep = ~(np.isnan(X).any(axis=(1, 2)) | np.isnan(G).any(axis=(1, 2)))
+        if not keep.all():
+            warn(f"missing='drop-rows' dropped {int((~keep).sum())} of {len(keep)} samples with NaN")
+            X, G = X[keep], G[keep]
+        if X.shape[0] == 0:
+            raise DataValidationError("every sample has a NaN; nothing is left to test")
+    return np.ascontiguousarray(X), np.ascontiguousarray(G)
+
+
+def _progress(items, enabled: bool, label: str):
+    if not enabled or len(items) < 2 or not sys.stderr.isatty():
+        yield from items
+        return
+    from rich.progress import track
+
+    yield from track(items, description=label, transient=True)
