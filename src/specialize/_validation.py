@@ -70,9 +70,7 @@ def as_float_array(name: str, array, *, ndims: tuple[int, ...], shape_hint: str)
     except (TypeError, ValueError) as exc:
         raise DataValidationError(f"{name} must be a numeric array; {exc}") from None
     if out.ndim not in ndims:
-        raise DataValidationError(
-            f"{name} has shape {out.shape}, expected {shape_hint}"
-        )
+        raise DataValidationError(f"{name} has shape {out.shape}, expected {shape_hint}")
     if out.size == 0:
         raise DataValidationError(f"{name} is empty (shape {out.shape}), expected {shape_hint}")
     return out
@@ -108,7 +106,8 @@ def check_random_state(random_state) -> np.random.Generator:
     if random_state is None or isinstance(random_state, (numbers.Integral, np.random.SeedSequence)):
         return np.random.default_rng(random_state)
     raise InvalidParameterError(
-        f"random_state must be None, an int, a SeedSequence or a numpy Generator; got {random_state!r}"
+        "random_state must be None, an int, a SeedSequence or a numpy Generator; "
+        f"got {random_state!r}"
     )
 
 

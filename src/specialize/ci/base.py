@@ -165,8 +165,13 @@ class TestPlan:
         width = np.array([len(c) for c in data.node_columns])
         groups: dict[tuple[int, int, int], list[int]] = defaultdict(list)
         for k, (x, y, z) in enumerate(zip(self.x, self.y, self.z, strict=True)):
-            groups[(int(width[list(x)].sum()), int(width[list(y)].sum()),
-                    int(width[list(z)].sum()) if z else 0)].append(k)
+            groups[
+                (
+                    int(width[list(x)].sum()),
+                    int(width[list(y)].sum()),
+                    int(width[list(z)].sum()) if z else 0,
+                )
+            ].append(k)
         return {key: np.asarray(pos) for key, pos in groups.items()}
 
 
@@ -200,14 +205,18 @@ class CIResult:
 
     def __getitem__(self, k: int) -> SingleCIResult:
         return SingleCIResult(
-            float(self.statistic[k]), float(self.pvalue[k]), float(self.dof[k]),
+            float(self.statistic[k]),
+            float(self.pvalue[k]),
+            float(self.dof[k]),
             int(self.n_samples[k]),
         )
 
     @classmethod
     def empty(cls, n_tests: int) -> CIResult:
         return cls(
-            np.full(n_tests, np.nan), np.full(n_tests, np.nan), np.full(n_tests, np.nan),
+            np.full(n_tests, np.nan),
+            np.full(n_tests, np.nan),
+            np.full(n_tests, np.nan),
             np.zeros(n_tests, dtype=int),
         )
 

@@ -97,7 +97,9 @@ def _row_groups(data: CIData, plan: TestPlan):
         yield np.asarray(positions), masks[key]
 
 
-def _answer(data: CIData, plan: TestPlan, *, corr: np.ndarray, local: np.ndarray, n: int) -> CIResult:
+def _answer(
+    data: CIData, plan: TestPlan, *, corr: np.ndarray, local: np.ndarray, n: int
+) -> CIResult:
     """Answer ``plan`` from the correlation matrix ``corr`` of the columns mapped by ``local``."""
     result = CIResult.empty(len(plan))
     by_union: dict[frozenset, list[int]] = defaultdict(list)
@@ -109,7 +111,9 @@ def _answer(data: CIData, plan: TestPlan, *, corr: np.ndarray, local: np.ndarray
             single.extend(positions)
             continue
         sub = plan.subset(positions)
-        result.fill(np.asarray(positions), _answer_shared_union(data, sub, sorted(union), corr, local, n))
+        result.fill(
+            np.asarray(positions), _answer_shared_union(data, sub, sorted(union), corr, local, n)
+        )
     if single:
         sub = plan.subset(single)
         result.fill(np.asarray(single), _answer_by_shape(data, sub, corr, local, n))
@@ -120,9 +124,10 @@ def _answer_by_shape(data, plan, corr, local, n) -> CIResult:
     """Stacked solves: the tests of one shape (d_x, d_y, d_z) share one batched computation."""
     result = CIResult.empty(len(plan))
     for (dx, dy, dz), positions in plan.group_by_shape(data).items():
-        index = np.stack([
-            local[data.columns(plan.x[k] + plan.y[k] + plan.z[k])] for k in positions
-        ])
+        index = np.stack(
+            [local[data.columns(plan.x[k] + plan.y[k] + plan.z[k])] for k in positions]
+        )
+        _check_samples(n, dx, dy, dz, data, plan, positions)
         blocks = corr[index[:, :, None], index[:, None, :]]
         _check_well_conditioned(data, blocks, index, local)
         a = dx + dy
@@ -130,7 +135,7 @@ def _answer_by_shape(data, plan, corr, local, n) -> CIResult:
         if dz:
             cross = blocks[:, :a, a:]
             partial = partial - cross @ np.linalg.solve(blocks[:, a:, a:], np.swapaxes(cross, 1, 2))
-        result.fill(positions, _statistics(partial, dx, dy, dz, n, data, plan, positions))
+        result.fill(positions, _statistics(partial, dx, dy, dz, n, positions))
     return result
 
 
@@ -140,6 +145,8 @@ def _answer_shared_union(data, plan, union_nodes, corr, local, n) -> CIResult:
     The partial covariance of (x, y) given the rest of the union is the inverse of the
     (x, y) block of the union's precision matrix.
     """
+    for (dx, dy, dz), positions in plan.group_by_shape(data).items():
+        _check_samples(n, dx, dy, dz, data, plan, positions)
     columns = local[data.columns(union_nodes)]
     block = corr[np.ix_(columns, columns)]
     _check_well_conditioned(data, block[None], columns[None], local)
@@ -150,23 +157,21 @@ def _answer_shared_union(data, plan, union_nodes, corr, local, n) -> CIResult:
     for (dx, dy, dz), positions in plan.group_by_shape(data).items():
         index = np.stack([where[local[data.columns(plan.x[k] + plan.y[k])]] for k in positions])
         partial = np.linalg.inv(precision[index[:, :, None], index[:, None, :]])
-        result.fill(positions, _statistics(partial, dx, dy, dz, n, data, plan, positions))
+        result.fill(positions, _statistics(partial, dx, dy, dz, n, positions))
     return result
 
 
-def _statistics(partial, dx, dy, dz, n, data, plan, positions) -> CIResult:
+def _statistics(partial, dx, dy, dz, n, positions) -> CIResult:
     """Fisher-z (scalar) or Bartlett (vector) from partial covariances of shape (K, a, a)."""
     k = len(positions)
     if dx == 1 and dy == 1:
         dof = n - dz - 3
-        _check_samples(dof, n, dz, dx, dy, data, plan, positions)
         r = partial[:, 0, 1] / np.sqrt(partial[:, 0, 0] * partial[:, 1, 1])
         r = np.clip(r, -1 + 1e-15, 1 - 1e-15)
         statistic = np.arctanh(r) * np.sqrt(dof)
         pvalue = 2 * stats.norm.sf(np.abs(statistic))
         return CIResult(statistic, pvalue, np.full(k, float(dof)), np.full(k, n))
     factor = n - dz - 1 - (dx + dy + 1) / 2
-    _check_samples(factor, n, dz, dx, dy, data, plan, positions)
     _, logdet = np.linalg.slogdet(partial)
     _, logdet_x = np.linalg.slogdet(partial[:, :dx, :dx])
     _, logdet_y = np.linalg.slogdet(partial[:, dx:, dx:])
@@ -177,14 +182,17 @@ def _statistics(partial, dx, dy, dz, n, data, plan, positions) -> CIResult:
     return CIResult(statistic, pvalue, np.full(k, dof), np.full(k, n))
 
 
-def _check_samples(margin, n, dz, dx, dy, data, plan, positions) -> None:
+def _check_samples(n, dx, dy, dz, data, plan, positions) -> None:
+    """Raise unless n leaves at least one degree of freedom for the test's statistic."""
+    margin = n - dz - 3 if dx == dy == 1 else n - dz - 1 - (dx + dy + 1) / 2
     if margin >= 1 and n > dz + dx + dy:
         return
     k = positions[0]
-    needed = dz + 3 + (0 if dx == dy == 1 else (dx + dy + 1) / 2 - 1)
+    a = dx + dy
+    needed = dz + 4 if dx == dy == 1 else max(int(np.ceil(dz + 2 + (a + 1) / 2)), dz + a + 1)
     raise DataValidationError(
         f"too few samples for the partial-correlation test of {_describe(data, plan, k)}: "
-        f"conditioning on {dz} columns needs n >= {int(np.ceil(needed)) + 1}, got {n}"
+        f"conditioning on {dz} columns needs n >= {needed}, got {n}"
     )
 
 

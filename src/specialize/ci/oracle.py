@@ -53,10 +53,15 @@ class DSeparation(CITest):
             raise DataValidationError(
                 f"nodes {sorted(map(str, missing))[:5]} of the data are not in the oracle's DAG"
             )
-        separated = np.array([
-            self.d_separated({names[j] for j in x}, {names[j] for j in y}, {names[j] for j in z})
-            for x, y, z in zip(plan.x, plan.y, plan.z, strict=True)
-        ], dtype=bool)
+        separated = np.array(
+            [
+                self.d_separated(
+                    {names[j] for j in x}, {names[j] for j in y}, {names[j] for j in z}
+                )
+                for x, y, z in zip(plan.x, plan.y, plan.z, strict=True)
+            ],
+            dtype=bool,
+        )
         k = len(plan)
         return CIResult(
             statistic=(~separated).astype(float),

@@ -183,8 +183,10 @@ def make_task_sequences(
     for i in range(M):
         for t in np.flatnonzero(step_assignment[:, i]):
             sign = rng.choice([-1.0, 1.0], size=(q, d))
-            task_map[i][t] = (sign * rng.uniform(*TASK_WEIGHT, size=(q, d)) / np.sqrt(d),
-                              rng.integers(3))
+            task_map[i][t] = (
+                sign * rng.uniform(*TASK_WEIGHT, size=(q, d)) / np.sqrt(d),
+                rng.integers(3),
+            )
     for t in range(T):
         s = _noise(rng, (n, d), STATE_NOISE, nonlinear)
         if connected[t]:
@@ -200,15 +202,29 @@ def make_task_sequences(
         g = _noise(rng, (n, q), TASK_NOISE, nonlinear)
         for t, (weight, kind) in task_map[i].items():
             contribution = actions[:, t] @ weight.T
-            g += _task_nonlinearity(contribution / ACTION_NOISE, kind) * ACTION_NOISE if nonlinear else contribution
+            g += (
+                _task_nonlinearity(contribution / ACTION_NOISE, kind) * ACTION_NOISE
+                if nonlinear
+                else contribution
+            )
         tasks[:, i] = g
     obs = _mix(states, D, mixing, rng)
     dag = _build_dag(T, M, connected, action_to_state, step_assignment)
     params = dict(
-        n_samples=n, n_steps=T, n_tasks=M, segment_length=L, state_dim=d, obs_dim=D,
-        task_dim=q, mechanism=mechanism, mixing=mixing, disconnect_prob=p_cut,
+        n_samples=n,
+        n_steps=T,
+        n_tasks=M,
+        segment_length=L,
+        state_dim=d,
+        obs_dim=D,
+        task_dim=q,
+        mechanism=mechanism,
+        mixing=mixing,
+        disconnect_prob=p_cut,
         action_to_state=bool(action_to_state),
-        random_state=random_state if isinstance(random_state, (int, type(None))) else repr(random_state),
+        random_state=random_state
+        if isinstance(random_state, (int, type(None)))
+        else repr(random_state),
     )
     return TaskSequences(
         obs=obs,

@@ -106,7 +106,9 @@ def discover_structure(
     check_choice("correction", correction, CORRECTIONS)
     check_choice("aggregation", aggregation, AGGREGATIONS)
     check_choice("missing", missing, MISSING_POLICIES)
-    alpha = check_float("alpha", alpha, low=0.0, high=1.0, low_inclusive=False, high_inclusive=False)
+    alpha = check_float(
+        "alpha", alpha, low=0.0, high=1.0, low_inclusive=False, high_inclusive=False
+    )
     batch_size = check_int("batch_size", batch_size, minimum=1)
     ci_test = make_ci_test(test, **(test_params or {}))
 
@@ -144,8 +146,14 @@ def discover_structure(
     }
     aggregation = aggregation if mode == "pairwise" else None
     segment_tasks, step_tasks = decide(
-        tests, mode=mode, alpha=alpha, correction=correction, aggregation=aggregation,
-        n_steps=T, segment_length=L, n_tasks=M,
+        tests,
+        mode=mode,
+        alpha=alpha,
+        correction=correction,
+        aggregation=aggregation,
+        n_steps=T,
+        segment_length=L,
+        n_tasks=M,
     )
     finished = time.perf_counter()
     return TaskStructure(
@@ -208,19 +216,23 @@ def sequence_ci_data(X: np.ndarray, G: np.ndarray) -> CIData:
 def _validated_arrays(X, G, missing: str) -> tuple[np.ndarray, np.ndarray]:
     """X as (n, T, D) and G as (n, M, q) float arrays, with the missing-value policy applied."""
     X = as_float_array("X", X, ndims=(3,), shape_hint="(n_samples, n_steps, n_features)")
-    G = as_float_array("G", G, ndims=(2, 3), shape_hint="(n_samples, n_tasks) or (n_samples, n_tasks, task_dim)")
-    if G.ndim == 2:
-        G = G[:, :, None]
+    G = as_float_array(
+        "G", G, ndims=(2, 3), shape_hint="(n_samples, n_tasks) or (n_samples, n_tasks, task_dim)"
+    )
     if X.shape[0] != G.shape[0]:
         raise DataValidationError(
             f"X has {X.shape[0]} samples but G has {G.shape[0]}; they must match"
         )
     check_finite("X", X, allow_nan=missing != "raise")
     check_finite("G", G, allow_nan=missing != "raise")
+    if G.ndim == 2:
+        G = G[:, :, None]
     if missing == "drop-rows":
         keep = ~(np.isnan(X).any(axis=(1, 2)) | np.isnan(G).any(axis=(1, 2)))
         if not keep.all():
-            warn(f"missing='drop-rows' dropped {int((~keep).sum())} of {len(keep)} samples with NaN")
+            warn(
+                f"missing='drop-rows' dropped {int((~keep).sum())} of {len(keep)} samples with NaN"
+            )
             X, G = X[keep], G[keep]
         if X.shape[0] == 0:
             raise DataValidationError("every sample has a NaN; nothing is left to test")

@@ -11,7 +11,7 @@ import numpy as np
 
 from .._validation import check_choice, check_float
 from ..metrics.structure import structure_scores
-from .aggregate import AGGREGATIONS, CORRECTIONS, adjust_pvalues, pair_decisions, unit_decisions
+from .aggregate import AGGREGATIONS, CORRECTIONS, adjust_pvalues, pair_decisions
 from .plan import KIND_BLOCK, KIND_UNIT, n_segments, representatives
 
 TEST_FIELDS = ("kind", "task", "unit", "partner", "pvalue", "statistic", "dof", "n_samples")
@@ -56,8 +56,14 @@ def decide(tests: dict, *, mode, alpha, correction, aggregation, n_steps, segmen
             rejected, tests["task"], tests["unit"], tests["partner"], K, n_tasks, aggregation
         )
         return segment_tasks, expand_to_steps(segment_tasks, n_steps, segment_length)
-    p = unit_pvalues(tests, mode=mode, alpha=alpha, n_steps=n_steps,
-                     segment_length=segment_length, n_tasks=n_tasks)
+    p = unit_pvalues(
+        tests,
+        mode=mode,
+        alpha=alpha,
+        n_steps=n_steps,
+        segment_length=segment_length,
+        n_tasks=n_tasks,
+    )
     rejected = adjust_pvalues(p.ravel(), correction).reshape(p.shape) <= alpha
     if mode == "step":
         return rejected[representatives(n_steps, segment_length)], rejected
@@ -82,8 +88,9 @@ class TaskStructure:
     step_tasks : bool ndarray of shape (T, M)
     tests : dict of ndarray, each of shape (n_tests,)
         ``kind`` (0: one step or segment representative vs a task, 1: a pair of segments,
-        2: all steps of a segment vs a task), ``task``, ``unit`` (segment k, or step t in step mode), ``partner`` (segment v of a
-        pairwise test, else -1), ``pvalue`` (raw), ``statistic``, ``dof``, ``n_samples``.
+        2: all steps of a segment vs a task), ``task``, ``unit`` (segment k, or step t in
+        step mode), ``partner`` (segment v of a pairwise test, else -1), ``pvalue`` (raw),
+        ``statistic``, ``dof``, ``n_samples``.
     mode, test, conditioning, alpha, correction, aggregation, segment_length, missing
         How the result was made; ``test_params`` the CI test's parameters.
     n_samples, n_steps, n_tasks : int
@@ -137,8 +144,14 @@ class TaskStructure:
             np.minimum.at(out, (t["unit"], t["task"]), p)
             np.minimum.at(out, (t["partner"], t["task"]), p)
             return out
-        p = unit_pvalues(t, mode=self.mode, alpha=self.alpha, n_steps=self.n_steps,
-                         segment_length=self.segment_length, n_tasks=self.n_tasks)
+        p = unit_pvalues(
+            t,
+            mode=self.mode,
+            alpha=self.alpha,
+            n_steps=self.n_steps,
+            segment_length=self.segment_length,
+            n_tasks=self.n_tasks,
+        )
         return adjust_pvalues(p.ravel(), self.correction).reshape(p.shape)
 
     @property
@@ -153,8 +166,12 @@ class TaskStructure:
 
         No CI test is run again.
         """
-        alpha = self.alpha if alpha is None else check_float(
-            "alpha", alpha, low=0.0, high=1.0, low_inclusive=False, high_inclusive=False
+        alpha = (
+            self.alpha
+            if alpha is None
+            else check_float(
+                "alpha", alpha, low=0.0, high=1.0, low_inclusive=False, high_inclusive=False
+            )
         )
         correction = self.correction if correction == "unchanged" else correction
         aggregation = self.aggregation if aggregation == "unchanged" else aggregation
@@ -162,13 +179,22 @@ class TaskStructure:
         if self.mode == "pairwise":
             check_choice("aggregation", aggregation, AGGREGATIONS)
         segment_tasks, step_tasks = decide(
-            self.tests, mode=self.mode, alpha=alpha, correction=correction,
-            aggregation=aggregation, n_steps=self.n_steps, segment_length=self.segment_length,
+            self.tests,
+            mode=self.mode,
+            alpha=alpha,
+            correction=correction,
+            aggregation=aggregation,
+            n_steps=self.n_steps,
+            segment_length=self.segment_length,
             n_tasks=self.n_tasks,
         )
         return dataclasses.replace(
-            self, segment_tasks=segment_tasks, step_tasks=step_tasks, alpha=alpha,
-            correction=correction, aggregation=aggregation,
+            self,
+            segment_tasks=segment_tasks,
+            step_tasks=step_tasks,
+            alpha=alpha,
+            correction=correction,
+            aggregation=aggregation,
         )
 
     def scores(self, truth) -> dict:
@@ -207,8 +233,10 @@ class TaskStructure:
     @classmethod
     def from_dict(cls, d: dict) -> TaskStructure:
         tests = {
-            k: np.array([np.nan if v is None else v for v in d["tests"][k]],
-                        dtype=float if k in ("pvalue", "statistic", "dof") else int)
+            k: np.array(
+                [np.nan if v is None else v for v in d["tests"][k]],
+                dtype=float if k in ("pvalue", "statistic", "dof") else int,
+            )
             for k in TEST_FIELDS
         }
         return cls(
