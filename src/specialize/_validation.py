@@ -82,7 +82,7 @@ def first_bad_index(array: np.ndarray, bad: np.ndarray) -> tuple[int, ...]:
     return tuple(int(i) for i in np.unravel_index(flat, array.shape))
 
 
-def check_finite(name: str, array: np.ndarray, *, allow_nan: bool = False) -> None:
+def check_finite(name: str, array: np.ndarray, *, allow_nan: bool = False, hint: str = "") -> None:
     """Raise on inf (always) and NaN (unless ``allow_nan``), naming the first bad index."""
     if np.isfinite(array).all():
         return
@@ -93,10 +93,7 @@ def check_finite(name: str, array: np.ndarray, *, allow_nan: bool = False) -> No
     if not allow_nan:
         idx = first_bad_index(array, np.isnan(array))
         n_nan = int(np.isnan(array).sum())
-        raise DataValidationError(
-            f"{name} contains NaN at index {idx} ({n_nan} NaN in all); "
-            "pass missing='drop-rows' or missing='testwise' to use the complete samples"
-        )
+        raise DataValidationError(f"{name} contains NaN at index {idx} ({n_nan} NaN in all){hint}")
 
 
 def check_random_state(random_state) -> np.random.Generator:

@@ -43,34 +43,50 @@ def correlation_matrix(
     shift = None
     total = np.zeros(p)
     cross = np.zeros((p, p))
-    low = np.full(p, np.inf)
-    high = np.full(p, -np.inf)
     n = 0
     for start in range(0, data.n_samples, chunk_rows):
-        block = data.gather(columns, slice(start, start + chunk_rows))
+        block = data.gather(columns, slice(start, start + chunk_rows))  # a fresh copy
         if rows is not None:
             block = block[rows[start : start + chunk_rows]]
         if block.shape[0] == 0:
             continue
         if shift is None:
             shift = block.mean(axis=0)
-        block = block - shift
+        block -= shift
         total += block.sum(axis=0)
         cross += block.T @ block
-        np.minimum(low, block.min(axis=0), out=low)
-        np.maximum(high, block.max(axis=0), out=high)
         n += block.shape[0]
     if n < 2:
         raise DataValidationError(f"at least 2 complete samples are needed, got {n}")
-    constant = np.flatnonzero(high - low <= 0)
+    mean = total / n
+    cov = (cross - n * np.outer(mean, mean)) / (n - 1)
+    _check_not_constant(data, columns, rows, np.diag(cov), shift)
+    scale = np.sqrt(np.diag(cov))
+    corr = cov / np.outer(scale, scale)
+    np.fill_diagonal(corr, 1.0)
+    return corr, n
+
+
+def _check_not_constant(data, columns, rows, variance, shift) -> None:
+    """Raise, naming the column, if a column takes a single value.
+
+    Columns whose variance is at rounding level relative to their mean are re-read to tell a
+    constant column (max == min) from a legitimately tiny-variance one.
+    """
+    suspects = np.flatnonzero(variance <= 1e-24 * shift**2)
+    if suspects.size == 0:
+        return
+    values = data.gather(columns[suspects])
+    if rows is not None:
+        values = values[rows]
+    constant = suspects[np.ptp(values, axis=0) == 0]
     if constant.size:
         labels = ", ".join(data.column_labels[c] for c in columns[constant][:5])
         raise DataValidationError(
             f"column {labels} is constant; a correlation with it is undefined"
         )
-    mean = total / n
-    cov = (cross - n * np.outer(mean, mean)) / (n - 1)
-    scale = np.sqrt(np.clip(np.diag(cov), np.finfo(float).tiny, None))
-    corr = cov / np.outer(scale, scale)
-    np.fill_diagonal(corr, 1.0)
-    return corr, n
+    raise DataValidationError(
+        "columns "
+        + ", ".join(data.column_labels[c] for c in columns[suspects][:5])
+        + " vary only at rounding level; rescale them before testing"
+    )

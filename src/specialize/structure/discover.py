@@ -223,8 +223,9 @@ def _validated_arrays(X, G, missing: str) -> tuple[np.ndarray, np.ndarray]:
         raise DataValidationError(
             f"X has {X.shape[0]} samples but G has {G.shape[0]}; they must match"
         )
-    check_finite("X", X, allow_nan=missing != "raise")
-    check_finite("G", G, allow_nan=missing != "raise")
+    hint = "; pass missing='drop-rows' or missing='testwise' to use the complete samples"
+    check_finite("X", X, allow_nan=missing != "raise", hint=hint)
+    check_finite("G", G, allow_nan=missing != "raise", hint=hint)
     if G.ndim == 2:
         G = G[:, :, None]
     if missing == "drop-rows":

@@ -21,10 +21,11 @@ def unit_pvalues(tests: dict, *, mode, alpha, n_steps, segment_length, n_tasks) 
     """One raw p-value per (segment, task), or per (step, task) in step mode.
 
     In segment mode a segment's p-value is its block test's (all its steps) unless the
-    previous segment's representative test rejects at ``alpha``; then the block's first step
-    may be tied to the task through the previous action (a_{kL-1} -> s_{kL} -> ...), and the
-    representative's own test is used instead. Under the oracle this is exact with or without
-    actions that feed states; see ``docs/structure.md``.
+    previous segment shows dependence on the task at ``alpha`` (its representative or its block
+    test rejects); then the block's first step may be tied to the task through the previous
+    action (a_{kL-1} -> s_{kL}), and the segment's representative test is used instead. Under
+    the oracle this is exact with or without actions that feed states; see
+    ``docs/structure.md``.
     """
     n_units = n_steps if mode == "step" else n_segments(n_steps, segment_length)
     kind, unit, task, p = tests["kind"], tests["unit"], tests["task"], tests["pvalue"]
@@ -37,7 +38,7 @@ def unit_pvalues(tests: dict, *, mode, alpha, n_steps, segment_length, n_tasks) 
     pooled = kind == KIND_BLOCK
     block[unit[pooled], task[pooled]] = p[pooled]
     previous_free = np.ones_like(single, dtype=bool)
-    previous_free[1:] = single[:-1] > alpha
+    previous_free[1:] = np.minimum(single, block)[:-1] > alpha
     return np.where(previous_free, block, single)
 
 
