@@ -164,16 +164,11 @@ class TestPlan:
 
     def group_by_shape(self, data: CIData) -> dict[tuple[int, int, int], np.ndarray]:
         """Positions of tests grouped by their column counts (d_x, d_y, d_z)."""
-        width = np.array([len(c) for c in data.node_columns])
+        width = [len(c) for c in data.node_columns]
         groups: dict[tuple[int, int, int], list[int]] = defaultdict(list)
         for k, (x, y, z) in enumerate(zip(self.x, self.y, self.z, strict=True)):
-            groups[
-                (
-                    int(width[list(x)].sum()),
-                    int(width[list(y)].sum()),
-                    int(width[list(z)].sum()) if z else 0,
-                )
-            ].append(k)
+            key = (sum(width[j] for j in x), sum(width[j] for j in y), sum(width[j] for j in z))
+            groups[key].append(k)
         return {key: np.asarray(pos) for key, pos in groups.items()}
 
 

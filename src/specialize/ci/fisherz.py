@@ -12,14 +12,17 @@ from collections import defaultdict
 from functools import partial
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from .._validation import DataValidationError
 from ._moments import DEFAULT_CHUNK_ROWS, correlation_matrix
 from .base import CIData, CIResult, CITest, TestPlan
 
-#: Smallest eigenvalue of a correlation sub-matrix below which its columns count as collinear.
+#: A column whose variance left after regressing it on the test's other columns (in units of
+#: its own variance) falls below this counts as a linear combination of them.
 COLLINEARITY_TOLERANCE = 1e-10
+#: Tests sharing all their variables go through one precision matrix from this many on.
+MIN_SHARED_UNION = 4
 
 
 class FisherZ(CITest):
@@ -107,7 +110,7 @@ def _answer(
         by_union[frozenset(x + y + z)].append(k)
     single: list[int] = []
     for union, positions in by_union.items():
-        if len(positions) < 2:
+        if len(positions) < MIN_SHARED_UNION:
             single.extend(positions)
             continue
         sub = plan.subset(positions)
@@ -121,20 +124,20 @@ def _answer(
 
 
 def _answer_by_shape(data, plan, corr, local, n) -> CIResult:
-    """Stacked solves: the tests of one shape (d_x, d_y, d_z) share one batched computation."""
+    """Stacked solves: the tests of one shape (d_x, d_y, d_z) share one batched computation.
+
+    With the columns ordered (z, x, y), the lower-right block L_ab of the Cholesky factor of a
+    test's correlation block gives the partial covariance of (x, y) given z as L_ab L_ab^T.
+    """
     result = CIResult.empty(len(plan))
     for (dx, dy, dz), positions in plan.group_by_shape(data).items():
-        index = np.stack(
-            [local[data.columns(plan.x[k] + plan.y[k] + plan.z[k])] for k in positions]
-        )
         _check_samples(n, dx, dy, dz, data, plan, positions)
+        index = np.stack(
+            [local[data.columns(plan.z[k] + plan.x[k] + plan.y[k])] for k in positions]
+        )
         blocks = corr[index[:, :, None], index[:, None, :]]
-        _check_well_conditioned(data, blocks, index, local)
-        a = dx + dy
-        partial = blocks[:, :a, :a]
-        if dz:
-            cross = blocks[:, :a, a:]
-            partial = partial - cross @ np.linalg.solve(blocks[:, a:, a:], np.swapaxes(cross, 1, 2))
+        factor = _checked_cholesky(data, blocks, index, local)[:, dz:, dz:]
+        partial = factor @ np.swapaxes(factor, 1, 2)
         result.fill(positions, _statistics(partial, dx, dy, dz, n, positions))
     return result
 
@@ -145,16 +148,18 @@ def _answer_shared_union(data, plan, union_nodes, corr, local, n) -> CIResult:
     The partial covariance of (x, y) given the rest of the union is the inverse of the
     (x, y) block of the union's precision matrix.
     """
-    for (dx, dy, dz), positions in plan.group_by_shape(data).items():
+    groups = plan.group_by_shape(data)
+    for (dx, dy, dz), positions in groups.items():
         _check_samples(n, dx, dy, dz, data, plan, positions)
     columns = local[data.columns(union_nodes)]
     block = corr[np.ix_(columns, columns)]
-    _check_well_conditioned(data, block[None], columns[None], local)
-    precision = np.linalg.inv(block)
+    factor = _checked_cholesky(data, block[None], columns[None], local)[0]
+    inverse_factor = np.linalg.inv(factor)
+    precision = inverse_factor.T @ inverse_factor
     where = np.full(len(local), -1)
     where[columns] = np.arange(len(columns))
     result = CIResult.empty(len(plan))
-    for (dx, dy, dz), positions in plan.group_by_shape(data).items():
+    for (dx, dy, dz), positions in groups.items():
         index = np.stack([where[local[data.columns(plan.x[k] + plan.y[k])]] for k in positions])
         partial = np.linalg.inv(precision[index[:, :, None], index[:, None, :]])
         result.fill(positions, _statistics(partial, dx, dy, dz, n, positions))
@@ -169,7 +174,7 @@ def _statistics(partial, dx, dy, dz, n, positions) -> CIResult:
         r = partial[:, 0, 1] / np.sqrt(partial[:, 0, 0] * partial[:, 1, 1])
         r = np.clip(r, -1 + 1e-15, 1 - 1e-15)
         statistic = np.arctanh(r) * np.sqrt(dof)
-        pvalue = 2 * stats.norm.sf(np.abs(statistic))
+        pvalue = 2 * special.ndtr(-np.abs(statistic))
         return CIResult(statistic, pvalue, np.full(k, float(dof)), np.full(k, n))
     factor = n - dz - 1 - (dx + dy + 1) / 2
     _, logdet = np.linalg.slogdet(partial)
@@ -178,7 +183,7 @@ def _statistics(partial, dx, dy, dz, n, positions) -> CIResult:
     log_wilks = np.minimum(logdet - logdet_x - logdet_y, 0.0)
     statistic = -factor * log_wilks
     dof = float(dx * dy)
-    pvalue = stats.chi2.sf(statistic, dof)
+    pvalue = special.chdtrc(dof, statistic)
     return CIResult(statistic, pvalue, np.full(k, dof), np.full(k, n))
 
 
@@ -196,15 +201,32 @@ def _check_samples(n, dx, dy, dz, data, plan, positions) -> None:
     )
 
 
-def _check_well_conditioned(data, blocks, index, local) -> None:
-    """Raise, naming the columns, if a correlation block is singular (collinear columns)."""
-    eigvals, eigvecs = np.linalg.eigh(blocks)
-    bad = np.flatnonzero(eigvals[:, 0] < COLLINEARITY_TOLERANCE)
-    if bad.size == 0:
-        return
-    k = bad[0]
-    weights = np.abs(eigvecs[k][:, 0])
-    involved = index[k][weights > 0.1 * weights.max()]
+def _checked_cholesky(data, blocks, index, local) -> np.ndarray:
+    """Cholesky factors of correlation blocks (K, m, m); raise, naming columns, if collinear.
+
+    The squared diagonal of the factor is each column's variance left after regressing it on
+    the columns before it, so a pivot below ``COLLINEARITY_TOLERANCE`` marks a column that is
+    (numerically) a linear combination of others.
+    """
+    try:
+        factor = np.linalg.cholesky(blocks)
+        bad = np.flatnonzero(
+            (np.diagonal(factor, axis1=1, axis2=2) ** 2 < COLLINEARITY_TOLERANCE).any(axis=1)
+        )
+    except np.linalg.LinAlgError:
+        eigvals = np.linalg.eigvalsh(blocks)
+        bad = np.flatnonzero(eigvals[:, 0] < COLLINEARITY_TOLERANCE)
+        factor = None
+    if bad.size == 0 and factor is not None:
+        return factor
+    _raise_collinear(data, blocks[bad[0]], index[bad[0]], local)
+
+
+def _raise_collinear(data, block, index, local) -> None:
+    """Name the columns that carry the near-null direction of a singular correlation block."""
+    _, eigvecs = np.linalg.eigh(block)
+    weights = np.abs(eigvecs[:, 0])
+    involved = np.sort(index[weights > 0.1 * weights.max()])
     column_of = np.full(local.max() + 1, -1)
     column_of[local[local >= 0]] = np.flatnonzero(local >= 0)
     labels = [data.column_labels[c] for c in column_of[involved]]

@@ -15,6 +15,7 @@ Conditioning sets:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -80,6 +81,7 @@ class StructurePlan:
         return len(self.plan)
 
 
+@lru_cache(maxsize=64)
 def plan_tests(
     mode: str, n_steps: int, segment_length: int, n_tasks: int, conditioning: str
 ) -> StructurePlan:
@@ -128,10 +130,7 @@ def plan_tests(
                     unit.append(k)
                     partner.append(-1)
                     kind.append(KIND_BLOCK)
-    return StructurePlan(
-        TestPlan(tuple(x), tuple(y), tuple(z)),
-        np.asarray(task, dtype=int),
-        np.asarray(unit, dtype=int),
-        np.asarray(partner, dtype=int),
-        np.asarray(kind, dtype=int),
-    )
+    arrays = [np.asarray(a, dtype=int) for a in (task, unit, partner, kind)]
+    for a in arrays:
+        a.flags.writeable = False  # plans are cached and shared between runs
+    return StructurePlan(TestPlan(tuple(x), tuple(y), tuple(z)), *arrays)
