@@ -30,13 +30,8 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import hashlib
-import importlib.metadata
 import json
-import os
-import platform
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -77,59 +72,7 @@ DEFAULT_RUN = (DEFAULT[0], DEFAULT[1])
 # --------------------------------------------------------------------------- environment
 
 
-def machine_info() -> dict:
-    cpu_name = None
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_name = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    try:
-        load = list(os.getloadavg())
-    except OSError:
-        load = None
-    return {
-        "platform": platform.platform(),
-        "cpu_count": os.cpu_count(),
-        "processor": cpu_name or platform.processor() or None,
-        "python": platform.python_version(),
-        "load_average_at_start": load,
-    }
-
-
-def versions() -> dict:
-    out = {}
-    for package in ("numpy", "scipy", "tigramite", "specialize"):
-        try:
-            out[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            out[package] = None
-    return out
-
-
-def source_state() -> dict:
-    """Git commit of the checkout and a hash of any uncommitted change under src/."""
-
-    def git(*args):
-        try:
-            return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True,
-                                  text=True, check=True).stdout
-        except (OSError, subprocess.CalledProcessError):
-            return None
-
-    head = git("rev-parse", "HEAD")
-    diff = git("diff", "HEAD", "--", "src")
-    changed = git("diff", "--name-only", "HEAD", "--", "src")
-    untracked = git("ls-files", "--others", "--exclude-standard", "--", "src")
-    return {
-        "commit": head.strip() if head else None,
-        "src_diff_sha1": hashlib.sha1(diff.encode()).hexdigest()[:12] if diff else None,
-        "src_modified": changed.split() if changed else [],
-        "src_untracked": untracked.split() if untracked else [],
-    }
-
+from _environment import machine_info, source_state, versions  # noqa: E402
 
 # --------------------------------------------------------------------------- helpers
 
