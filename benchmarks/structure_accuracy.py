@@ -294,15 +294,25 @@ def run_study(args) -> dict:
                   f"{' peer' if in_peer else ''}", flush=True)
 
     started = time.perf_counter()
+    unscreened = []
     for n in sizes:
         for seed in seeds:
-            ds = make_data(n, MAIN_DIM, seed, action_to_state=True)
-            res = discover_structure(ds.obs, ds.tasks)  # every argument at its default
-            actions.append({"n": n, "seed": seed, "conditioning": res.conditioning,
-                            "mode": res.mode, "correction": res.correction,
-                            "fp_after_same_task": fp_after_same_task(res.segment_tasks,
-                                                                     ds.segment_assignment),
-                            **score(res, ds.segment_assignment)})
+            for feed in (True, False):
+                ds = make_data(n, MAIN_DIM, seed, action_to_state=feed)
+                res = discover_structure(ds.obs, ds.tasks)  # every argument at its default
+                truth = ds.segment_assignment
+                if feed:
+                    actions.append({"n": n, "seed": seed, "conditioning": res.conditioning,
+                                    "mode": res.mode, "correction": res.correction,
+                                    "fp_after_same_task": fp_after_same_task(
+                                        res.segment_tasks, truth),
+                                    **score(res, truth)})
+                blocks = res.with_decision(actions_feed_states=False)
+                unscreened.append({"n": n, "seed": seed, "action_to_state": feed,
+                                   "conditioning": res.conditioning,
+                                   "fp_after_same_task": fp_after_same_task(
+                                       blocks.segment_tasks, truth),
+                                   **score(blocks, truth)})
     timing["action_to_state_s"] = time.perf_counter() - started
     print(f"  action_to_state: {timing['action_to_state_s']:.1f} s", flush=True)
 
@@ -311,6 +321,7 @@ def run_study(args) -> dict:
         "power_n": args.power_n, "auto_conditioning": auto,
         "main": main, "default_check": default_check, "power": power, "peer": peer,
         "action_to_state": actions,
+        "unscreened": unscreened,
         "timing": timing,
     }
 
@@ -376,10 +387,11 @@ def summarise_peer(study) -> list[dict]:
     return rows
 
 
-def summarise_actions(study) -> dict:
+def summarise_actions(study, key="action_to_state", action_to_state=None) -> dict:
     out = {}
     for n in study["sizes"]:
-        recs = [r for r in study["action_to_state"] if r["n"] == n]
+        recs = [r for r in study[key] if r["n"] == n
+                and (action_to_state is None or r["action_to_state"] == action_to_state)]
         out[n] = {**summarise(recs),
                   "conditioning": sorted({r["conditioning"] for r in recs}),
                   "fp": int(sum(r["fp"] for r in recs)),
@@ -623,6 +635,17 @@ def render_markdown(args, meta, study, summary) -> str:
         cells += [f3(s["precision"]), f3(s["recall"]), f3(s["f1"]), f"{s['exact']}/{s['seeds']}",
                   f"{e['fp']} ({e['fp_after_same_task']})", str(e["fn"])]
     rows.append(cells)
+    for feed in (True, False):
+        block = summary["unscreened"][str(feed)]
+        cells = [f"action_to_state={feed}, every segment's block test "
+                 "(`actions_feed_states=False`)",
+                 ", ".join(sorted({c for n in sizes for c in block[n]["conditioning"]}))]
+        for n in sizes:
+            s = block[n]
+            cells += [f3(s["precision"]), f3(s["recall"]), f3(s["f1"]),
+                      f"{s['exact']}/{s['seeds']}", f"{s['fp']} ({s['fp_after_same_task']})",
+                      str(s["fn"])]
+        rows.append(cells)
     out.append(md_table(headers, rows, ["---", "---"] + ["--:"] * (6 * len(sizes))))
     out.append("")
     out.append(
@@ -713,6 +736,8 @@ def main(argv=None) -> None:
         "power": summarise_power(study),
         "peer": summarise_peer(study),
         "action_to_state": summarise_actions(study),
+        "unscreened": {str(feed): summarise_actions(study, "unscreened", feed)
+                       for feed in (True, False)},
         "default_errors": summarise_default_errors(study),
     }
     meta["runtime_s"] = time.perf_counter() - started

@@ -61,6 +61,36 @@ def test_every_mode_is_exact_under_the_oracle(mode, conditioning):
     assert seen_action_to_state > 30 and seen_cut > 30
 
 
+def test_segment_mode_without_the_screen_is_exact_when_actions_do_not_feed_states():
+    for seed in range(60):
+        ds = make_task_sequences(5, 12, 3, action_to_state=False, random_state=seed)
+        result = discover_structure(
+            ds.states,
+            ds.tasks,
+            test=DSeparation(ds.dag),
+            correction=None,
+            actions_feed_states=False,
+        )
+        np.testing.assert_array_equal(result.segment_tasks, ds.segment_assignment)
+    # and why the screen exists: with actions feeding states the block test sees the path
+    # a_{kL-1} -> s_{kL} from a previous task segment
+    wrong = 0
+    for seed in range(60):
+        ds = make_task_sequences(5, 12, 3, action_to_state=True, random_state=seed)
+        result = discover_structure(
+            ds.states,
+            ds.tasks,
+            test=DSeparation(ds.dag),
+            correction=None,
+            actions_feed_states=False,
+        )
+        wrong += not np.array_equal(result.segment_tasks, ds.segment_assignment)
+        assert np.array_equal(
+            result.with_decision(actions_feed_states=True).segment_tasks, ds.segment_assignment
+        )
+    assert wrong > 10
+
+
 def test_step_mode_with_actions_feeding_states_flags_the_next_step_too():
     """a_{t-1} -> s_t ties s_t to every task of step t-1: the identified set is T_i | T_i + 1."""
     for seed in range(40):

@@ -119,6 +119,11 @@ def discover(
         "clique", help="Pairwise mode: any (the paper's) or clique (robust to one false pair)."
     ),
     missing: str = typer.Option("raise", help="NaN policy: raise, drop-rows or testwise."),
+    actions_feed_states: bool = typer.Option(
+        True,
+        help="Segment mode: allow for actions that drive the next state (safe); "
+        "--no-actions-feed-states asserts they do not and uses every segment's block test.",
+    ),
     key: str | None = typer.Option(
         None, help="Array to test: obs or states; default obs if present."
     ),
@@ -149,6 +154,7 @@ def discover(
             conditioning=conditioning,
             aggregation=aggregation,
             missing=missing,
+            actions_feed_states=actions_feed_states,
             random_state=random_state,
         )
         scores = _scores(result, f)

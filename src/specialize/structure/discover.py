@@ -42,6 +42,7 @@ def discover_structure(
     correction: str | None = "holm",
     aggregation: str = "clique",
     missing: str = "raise",
+    actions_feed_states: bool = True,
     batch_size: int = 16_384,
     progress: bool = False,
     random_state=None,
@@ -87,6 +88,12 @@ def discover_structure(
     missing : {"raise", "drop-rows", "testwise"}, default="raise"
         NaN handling: raise; drop every sequence with a NaN; or let each test drop only the
         sequences with a NaN in the variables it uses (each test reports its n).
+    actions_feed_states : bool, default=True
+        Segment mode only. True allows for actions that drive the next state
+        (a_{t-1} -> s_t): a segment whose previous segment shows dependence on a task is then
+        decided by its representative test alone. False asserts that no action feeds a state,
+        and every segment is decided by the block test of all its steps (more power; false
+        positives after task segments if the assertion is wrong).
     batch_size : int
         Tests answered per batch.
     progress : bool
@@ -154,6 +161,7 @@ def discover_structure(
         n_steps=T,
         segment_length=L,
         n_tasks=M,
+        actions_feed_states=actions_feed_states,
     )
     finished = time.perf_counter()
     return TaskStructure(
@@ -171,6 +179,7 @@ def discover_structure(
         n_steps=T,
         n_tasks=M,
         missing=missing,
+        actions_feed_states=bool(actions_feed_states),
         random_state=random_state,
         test_params=ci_test.get_params(),
         timings={

@@ -17,7 +17,9 @@ from .plan import KIND_BLOCK, KIND_UNIT, n_segments, representatives
 TEST_FIELDS = ("kind", "task", "unit", "partner", "pvalue", "statistic", "dof", "n_samples")
 
 
-def unit_pvalues(tests: dict, *, mode, alpha, n_steps, segment_length, n_tasks) -> np.ndarray:
+def unit_pvalues(
+    tests: dict, *, mode, alpha, n_steps, segment_length, n_tasks, actions_feed_states=True
+) -> np.ndarray:
     """One raw p-value per (segment, task), or per (step, task) in step mode.
 
     In segment mode a segment's p-value is its block test's (all its steps) unless the
@@ -25,7 +27,8 @@ def unit_pvalues(tests: dict, *, mode, alpha, n_steps, segment_length, n_tasks) 
     test rejects); then the block's first step may be tied to the task through the previous
     action (a_{kL-1} -> s_{kL}), and the segment's representative test is used instead. Under
     the oracle this is exact with or without actions that feed states; see
-    ``docs/structure.md``.
+    ``docs/structure.md``. With ``actions_feed_states=False`` (the user rules that path out)
+    every segment takes its block test.
     """
     n_units = n_steps if mode == "step" else n_segments(n_steps, segment_length)
     kind, unit, task, p = tests["kind"], tests["unit"], tests["task"], tests["pvalue"]
@@ -37,12 +40,25 @@ def unit_pvalues(tests: dict, *, mode, alpha, n_steps, segment_length, n_tasks) 
     block = np.ones_like(single)
     pooled = kind == KIND_BLOCK
     block[unit[pooled], task[pooled]] = p[pooled]
+    if not actions_feed_states:
+        return block
     previous_free = np.ones_like(single, dtype=bool)
     previous_free[1:] = np.minimum(single, block)[:-1] > alpha
     return np.where(previous_free, block, single)
 
 
-def decide(tests: dict, *, mode, alpha, correction, aggregation, n_steps, segment_length, n_tasks):
+def decide(
+    tests: dict,
+    *,
+    mode,
+    alpha,
+    correction,
+    aggregation,
+    n_steps,
+    segment_length,
+    n_tasks,
+    actions_feed_states=True,
+):
     """Segment-task and step-task matrices from stored p-values.
 
     Returns
@@ -64,6 +80,7 @@ def decide(tests: dict, *, mode, alpha, correction, aggregation, n_steps, segmen
         n_steps=n_steps,
         segment_length=segment_length,
         n_tasks=n_tasks,
+        actions_feed_states=actions_feed_states,
     )
     rejected = adjust_pvalues(p.ravel(), correction).reshape(p.shape) <= alpha
     if mode == "step":
@@ -92,7 +109,8 @@ class TaskStructure:
         2: all steps of a segment vs a task), ``task``, ``unit`` (segment k, or step t in
         step mode), ``partner`` (segment v of a pairwise test, else -1), ``pvalue`` (raw),
         ``statistic``, ``dof``, ``n_samples``.
-    mode, test, conditioning, alpha, correction, aggregation, segment_length, missing
+    mode, test, conditioning, alpha, correction, aggregation, segment_length, missing,
+    actions_feed_states
         How the result was made; ``test_params`` the CI test's parameters.
     n_samples, n_steps, n_tasks : int
         Of the input data (n_samples after any dropped rows).
@@ -114,6 +132,7 @@ class TaskStructure:
     n_steps: int
     n_tasks: int
     missing: str = "raise"
+    actions_feed_states: bool = True
     random_state: int | None = None
     test_params: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
@@ -152,6 +171,7 @@ class TaskStructure:
             n_steps=self.n_steps,
             segment_length=self.segment_length,
             n_tasks=self.n_tasks,
+            actions_feed_states=self.actions_feed_states,
         )
         return adjust_pvalues(p.ravel(), self.correction).reshape(p.shape)
 
@@ -162,8 +182,15 @@ class TaskStructure:
             return self.unit_evidence[representatives(self.n_steps, self.segment_length)]
         return self.unit_evidence
 
-    def with_decision(self, *, alpha=None, correction="unchanged", aggregation="unchanged"):
-        """The same tests decided at another alpha, correction or aggregation rule.
+    def with_decision(
+        self,
+        *,
+        alpha=None,
+        correction="unchanged",
+        aggregation="unchanged",
+        actions_feed_states="unchanged",
+    ):
+        """The same tests decided at another alpha, correction, aggregation or screening rule.
 
         No CI test is run again.
         """
@@ -176,6 +203,8 @@ class TaskStructure:
         )
         correction = self.correction if correction == "unchanged" else correction
         aggregation = self.aggregation if aggregation == "unchanged" else aggregation
+        if actions_feed_states == "unchanged":
+            actions_feed_states = self.actions_feed_states
         check_choice("correction", correction, CORRECTIONS)
         if self.mode == "pairwise":
             check_choice("aggregation", aggregation, AGGREGATIONS)
@@ -188,6 +217,7 @@ class TaskStructure:
             n_steps=self.n_steps,
             segment_length=self.segment_length,
             n_tasks=self.n_tasks,
+            actions_feed_states=actions_feed_states,
         )
         return dataclasses.replace(
             self,
@@ -196,6 +226,7 @@ class TaskStructure:
             alpha=alpha,
             correction=correction,
             aggregation=aggregation,
+            actions_feed_states=bool(actions_feed_states),
         )
 
     def scores(self, truth) -> dict:
@@ -220,6 +251,7 @@ class TaskStructure:
             "correction": self.correction,
             "aggregation": self.aggregation,
             "missing": self.missing,
+            "actions_feed_states": self.actions_feed_states,
             "n_tests": self.n_tests,
             "n_samples": self.n_samples,
             "n_steps": self.n_steps,
@@ -255,6 +287,7 @@ class TaskStructure:
             n_steps=int(d["n_steps"]),
             n_tasks=int(d["n_tasks"]),
             missing=d.get("missing", "raise"),
+            actions_feed_states=bool(d.get("actions_feed_states", True)),
             random_state=d.get("random_state"),
             test_params=d.get("test_params", {}),
             timings=d.get("timings", {}),
