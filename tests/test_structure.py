@@ -61,33 +61,26 @@ def test_every_mode_is_exact_under_the_oracle(mode, conditioning):
     assert seen_action_to_state > 30 and seen_cut > 30
 
 
-def test_segment_mode_without_the_screen_is_exact_when_actions_do_not_feed_states():
+def unscreened_oracle_results(action_to_state: bool):
+    """(data, segment-mode result without the screen) under the oracle, for 60 structures."""
     for seed in range(60):
-        ds = make_task_sequences(5, 12, 3, action_to_state=False, random_state=seed)
-        result = discover_structure(
-            ds.states,
-            ds.tasks,
-            test=DSeparation(ds.dag),
-            correction=None,
+        ds = make_task_sequences(5, 12, 3, action_to_state=action_to_state, random_state=seed)
+        yield ds, discover_structure(
+            ds.states, ds.tasks, test=DSeparation(ds.dag), correction=None,
             actions_feed_states=False,
         )
+
+
+def test_segment_mode_without_the_screen_is_exact_when_actions_do_not_feed_states():
+    for ds, result in unscreened_oracle_results(action_to_state=False):
         np.testing.assert_array_equal(result.segment_tasks, ds.segment_assignment)
     # and why the screen exists: with actions feeding states the block test sees the path
     # a_{kL-1} -> s_{kL} from a previous task segment
     wrong = 0
-    for seed in range(60):
-        ds = make_task_sequences(5, 12, 3, action_to_state=True, random_state=seed)
-        result = discover_structure(
-            ds.states,
-            ds.tasks,
-            test=DSeparation(ds.dag),
-            correction=None,
-            actions_feed_states=False,
-        )
+    for ds, result in unscreened_oracle_results(action_to_state=True):
         wrong += not np.array_equal(result.segment_tasks, ds.segment_assignment)
-        assert np.array_equal(
-            result.with_decision(actions_feed_states=True).segment_tasks, ds.segment_assignment
-        )
+        screened = result.with_decision(actions_feed_states=True)
+        np.testing.assert_array_equal(screened.segment_tasks, ds.segment_assignment)
     assert wrong > 10
 
 
