@@ -98,6 +98,7 @@ def test_discover_options(data_file, tmp_path):
         (["discover", "{data}", "--mode", "banded"], "mode must be one of"),
         (["discover", "{data}", "--segment-length", "1"], "segment_length must be >= 2, got 1"),
         (["discover", "{data}", "--test", "nope"], "test must be one of"),
+        (["discover", "{data}", "--test", "dseparation"], "pass a test instance"),
         (["discover", "{data}", "--alpha", "2"], "alpha must be < 1.0"),
         (["discover", "{bad}"], "has no key 'tasks'"),
         (

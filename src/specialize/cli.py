@@ -70,9 +70,8 @@ def simulate(
 ):
     """Simulate sequences whose tasks are colliders of their steps' actions.
 
-    Writes obs (n, T, D), states (n, T, d), actions, tasks (n, M) or (n, M, q), and the true
-    segment_assignment (K, M) and step_assignment (T, M).
-    """
+    Writes obs (n, T, D), states (n, T, d), actions, tasks (n, M) or (n, M, q), and the true segment_assignment (K, M) and step_assignment (T, M).
+    """  # noqa: E501 - typer shows a docstring's lines as they are
     from .datasets import make_task_sequences
 
     with _user_errors():
@@ -102,7 +101,9 @@ def discover(
     data: Path = typer.Argument(
         ..., help="An .npz file with 'obs' or 'states' (n, T, D) and 'tasks'."
     ),
-    test: str = typer.Option("fisherz", help=f"CI test: {', '.join(available_ci_tests())}."),
+    test: str = typer.Option(
+        "fisherz", help=f"CI test: {', '.join(available_ci_tests(data_driven_only=True))}."
+    ),
     segment_length: int | None = typer.Option(
         None, help="Steps L per segment; default: the file's segment_length, else 2."
     ),
@@ -133,9 +134,8 @@ def discover(
 ):
     """Discover which segments serve which task (Algorithm 1 and its variants).
 
-    Prints the recovered segment-task matrix; when the file holds the true assignment, also
-    the scores (precision, recall, F1, exact), which go into the JSON as well.
-    """
+    Prints the recovered segment-task matrix; when the file holds the true assignment, also the scores (precision, recall, F1, exact), which go into the JSON as well.
+    """  # noqa: E501 - typer shows a docstring's lines as they are
     from .datasets import load_sequences
     from .structure import discover_structure
     from .structure.result import format_matrix

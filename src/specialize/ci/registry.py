@@ -18,9 +18,9 @@ def register_ci_test(cls: type[CITest]) -> type[CITest]:
     return cls
 
 
-def available_ci_tests() -> list[str]:
-    """Names accepted by :func:`make_ci_test`."""
-    return sorted(_REGISTRY)
+def available_ci_tests(*, data_driven_only: bool = False) -> list[str]:
+    """Names accepted by :func:`make_ci_test` (only tests that read samples, if asked)."""
+    return sorted(n for n, cls in _REGISTRY.items() if cls.requires_data or not data_driven_only)
 
 
 def make_ci_test(test: str | CITest, **params) -> CITest:
@@ -34,7 +34,13 @@ def make_ci_test(test: str | CITest, **params) -> CITest:
             f"test must be one of {', '.join(repr(n) for n in available_ci_tests())} "
             f"or a CITest instance; got {test!r}"
         )
-    return _REGISTRY[test](**params)
+    try:
+        return _REGISTRY[test](**params)
+    except TypeError as exc:
+        raise InvalidParameterError(
+            f"test {test!r} cannot be built from parameters {sorted(params)}: {exc}; "
+            "pass a test instance instead"
+        ) from None
 
 
 register_ci_test(FisherZ)
