@@ -65,9 +65,15 @@ def unscreened_oracle_results(action_to_state: bool):
     """(data, segment-mode result without the screen) under the oracle, for 60 structures."""
     for seed in range(60):
         ds = make_task_sequences(5, 12, 3, action_to_state=action_to_state, random_state=seed)
-        yield ds, discover_structure(
-            ds.states, ds.tasks, test=DSeparation(ds.dag), correction=None,
-            actions_feed_states=False,
+        yield (
+            ds,
+            discover_structure(
+                ds.states,
+                ds.tasks,
+                test=DSeparation(ds.dag),
+                correction=None,
+                actions_feed_states=False,
+            ),
         )
 
 
@@ -290,6 +296,8 @@ def test_bad_input_gets_clear_errors(linear_data):
         discover_structure(X, G, segment_length=1)
     with pytest.raises(ValueError, match="segment_length must be <= 20, got 21"):
         discover_structure(X, G, segment_length=21)
+    with pytest.raises(ValueError, match=r"needs n_steps // segment_length >= 2; got 20 // 11 = 1"):
+        discover_structure(X, G, mode="pairwise", segment_length=11)
     with pytest.warns(UserWarning, match="last 2 step"):
         discover_structure(X, G, segment_length=3)
     with pytest.raises(ValueError, match="test must be one of 'dseparation', 'fisherz'"):

@@ -78,7 +78,10 @@ class CIData:
         if len(columns) == self.n_columns and (columns == np.arange(self.n_columns)).all():
             return np.concatenate([b[rows] for b in self.blocks], axis=1)
         block_of = np.searchsorted(self._offsets, columns, side="right") - 1
-        n_rows = len(np.arange(self.n_samples)[rows])
+        if isinstance(rows, slice):
+            n_rows = len(range(self.n_samples)[rows])
+        else:
+            n_rows = len(np.arange(self.n_samples)[rows])
         out = np.empty((n_rows, len(columns)))
         for b in np.unique(block_of):
             sel = np.flatnonzero(block_of == b)

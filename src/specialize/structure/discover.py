@@ -10,6 +10,7 @@ import numpy as np
 from .. import __version__
 from .._validation import (
     DataValidationError,
+    InvalidParameterError,
     as_float_array,
     check_choice,
     check_finite,
@@ -123,6 +124,11 @@ def discover_structure(
     n, T, D = X.shape
     M = G.shape[1]
     L = check_int("segment_length", segment_length, minimum=2, maximum=T)
+    if mode == "pairwise" and T // L < 2:
+        raise InvalidParameterError(
+            f"mode='pairwise' tests pairs of segments and needs n_steps // segment_length >= 2; "
+            f"got {T} // {L} = {T // L}"
+        )
     if T % L and mode != "step":
         warn(
             f"n_steps = {T} is not a multiple of segment_length = {L}: the last {T % L} "
