@@ -665,3 +665,10 @@ def test_band_helper_matches_plan():
     assert band((0,), 8) == (1,)
     assert band((7,), 8) == (6,)
     assert band((2, 3), 8) == (1, 4)
+
+
+def test_chunk_rows_must_be_a_positive_integer():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(2, 50))
+    with pytest.raises(ValueError, match="chunk_rows must be >= 1, got 0"):
+        FisherZ(chunk_rows=0).test(x, y)

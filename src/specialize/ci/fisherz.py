@@ -14,7 +14,7 @@ from functools import partial
 import numpy as np
 from scipy import special
 
-from .._validation import DataValidationError
+from .._validation import DataValidationError, check_int
 from ._moments import DEFAULT_CHUNK_ROWS, correlation_matrix
 from .base import CIData, CIResult, CITest, TestPlan
 
@@ -57,6 +57,7 @@ class FisherZ(CITest):
 
     def prepare(self, data: CIData):
         """One correlation matrix of every column, shared by all batches (no missing values)."""
+        check_int("chunk_rows", self.chunk_rows, minimum=1)
         if data.has_missing:
             return super().prepare(data)
         columns = np.arange(data.n_columns)
@@ -64,6 +65,7 @@ class FisherZ(CITest):
         return partial(_answer, data, corr=corr, local=columns, n=n)
 
     def run(self, data: CIData, plan: TestPlan) -> CIResult:
+        check_int("chunk_rows", self.chunk_rows, minimum=1)
         result = CIResult.empty(len(plan))
         if len(plan) == 0:
             return result
