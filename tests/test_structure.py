@@ -315,8 +315,22 @@ def test_bad_input_gets_clear_errors(linear_data):
     with pytest.raises(ValueError, match=r"X\[:, 4, 1\] is constant"):
         discover_structure(constant, G)
     duplicated = X.copy()
-    duplicated[:, 6, 0] = duplicated[:, 6, 1]
-    with pytest.raises(ValueError, match=r"X\[:, 6, 0\], X\[:, 6, 1\] are collinear"):
+    duplicated[:, 6, 0] = duplicated[:, 7, 1]
+    with pytest.raises(ValueError, match=r"X\[:, 6, 0\], X\[:, 7, 1\] are collinear"):
         discover_structure(duplicated, G)
     with pytest.raises(ValueError, match="too few samples"):
         discover_structure(X[:20], G[:20], conditioning="all")
+
+
+def test_steps_spanning_fewer_dimensions_are_tested_on_their_principal_components():
+    """Linear mixing to D > d is injective but rank deficient: a warned, lossless fallback."""
+    ds = make_task_sequences(3000, 12, 2, state_dim=2, obs_dim=5, mixing="linear", random_state=2)
+    with pytest.warns(UserWarning, match=r"its 5 features at step\(s\) 12 of 12 steps \(rank 2\)"):
+        on_obs = discover_structure(ds.obs, ds.tasks)
+    on_states = discover_structure(ds.states, ds.tasks)
+    np.testing.assert_allclose(on_obs.tests["pvalue"], on_states.tests["pvalue"], atol=1e-8)
+    np.testing.assert_array_equal(on_obs.segment_tasks, on_states.segment_tasks)
+    within_step = ds.states.copy()
+    within_step[:, 3, 0] = within_step[:, 3, 1]
+    with pytest.warns(UserWarning, match=r"its 2 features at step\(s\) 3 \(rank 1\)"):
+        discover_structure(within_step, ds.tasks)

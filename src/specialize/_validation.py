@@ -21,6 +21,10 @@ class DataValidationError(ValueError):
     """An input array cannot be used as given (shape, NaN/inf, degenerate columns)."""
 
 
+class CollinearityError(DataValidationError):
+    """Columns a test needs are (numerically) linear combinations of one another."""
+
+
 def check_choice(name: str, value, choices: Iterable) -> None:
     """Raise unless ``value`` is one of ``choices``, listing the valid ones."""
     choices = list(choices)

@@ -14,7 +14,7 @@ from functools import partial
 import numpy as np
 from scipy import special
 
-from .._validation import DataValidationError, check_int
+from .._validation import CollinearityError, DataValidationError, check_int
 from ._moments import DEFAULT_CHUNK_ROWS, correlation_matrix
 from .base import CIData, CIResult, CITest, TestPlan
 
@@ -232,7 +232,7 @@ def _raise_collinear(data, block, index, local) -> None:
     column_of = np.full(local.max() + 1, -1)
     column_of[local[local >= 0]] = np.flatnonzero(local >= 0)
     labels = [data.column_labels[c] for c in column_of[involved]]
-    raise DataValidationError(
+    raise CollinearityError(
         f"columns {', '.join(labels)} are collinear (one is a linear combination of the "
         "others); partial correlation is undefined. Remove duplicated columns or reduce "
         "the dimension of the data first"

@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import __version__
 from .._validation import (
+    CollinearityError,
     DataValidationError,
     InvalidParameterError,
     as_float_array,
@@ -134,17 +135,34 @@ def discover_structure(
             f"n_steps = {T} is not a multiple of segment_length = {L}: the last {T % L} "
             "step(s) belong to no segment and are not tested"
         )
-    data = sequence_ci_data(X, G)
     conditioning = resolve_conditioning(conditioning, ci_test, n, T, D)
     structure_plan = plan_tests(mode, T, L, M, conditioning)
     validated = time.perf_counter()
 
-    answer = ci_test.prepare(data)
-    prepared = time.perf_counter()
-    result = CIResult.empty(len(structure_plan))
-    batches = list(structure_plan.plan.batches(batch_size))
-    for positions, sub in _progress(batches, progress, f"{mode} tests"):
-        result.fill(positions, answer(sub))
+    try:
+        result, prepared = _answer_plan(
+            ci_test, sequence_ci_data(X, G), structure_plan.plan, batch_size, progress, mode
+        )
+    except CollinearityError:
+        bases = rank_deficient_step_bases(X)
+        if not bases:
+            raise
+        ranks = sorted({b.shape[1] for b in bases.values()})
+        steps = list(bases)
+        where = ", ".join(map(str, steps)) if len(steps) <= 5 else f"{len(steps)} of {T} steps"
+        warn(
+            f"X spans fewer dimensions than its {D} features at step(s) {where} "
+            f"(rank {', '.join(map(str, ranks))}): each such step is tested on its principal "
+            "components, a lossless change of basis for partial-correlation tests"
+        )
+        result, prepared = _answer_plan(
+            ci_test,
+            sequence_ci_data(X, G, step_bases=bases),
+            structure_plan.plan,
+            batch_size,
+            progress,
+            mode,
+        )
     tested = time.perf_counter()
 
     tests = {
@@ -210,22 +228,69 @@ def resolve_conditioning(conditioning: str, ci_test: CITest, n: int, T: int, D: 
     return "band"
 
 
-def sequence_ci_data(X: np.ndarray, G: np.ndarray) -> CIData:
+def _answer_plan(ci_test, data, plan, batch_size, progress, mode):
+    """Answer ``plan`` batch by batch; returns the result and when the shared work ended."""
+    answer = ci_test.prepare(data)
+    prepared = time.perf_counter()
+    result = CIResult.empty(len(plan))
+    batches = list(plan.batches(batch_size))
+    for positions, sub in _progress(batches, progress, f"{mode} tests"):
+        result.fill(positions, answer(sub))
+    return result, prepared
+
+
+def rank_deficient_step_bases(X: np.ndarray, tolerance: float = 1e-10) -> dict:
+    """Orthonormal bases of the steps whose features span fewer dimensions than they have.
+
+    Observations o_t = W s_t with W of shape (D, d), D > d, are injective but span only d
+    dimensions. Returns ``{t: basis of shape (D, r)}`` for such steps (eigenvectors of the
+    step's covariance with eigenvalue above ``tolerance`` times the largest).
+    """
+    out = {}
+    for t in range(X.shape[1]):
+        step = X[:, t, :]
+        step = step[~np.isnan(step).any(axis=1)]
+        if step.shape[1] < 2 or step.shape[0] < 2:
+            continue
+        eigvals, eigvecs = np.linalg.eigh(np.cov(step, rowvar=False))
+        keep = eigvals > tolerance * eigvals.max()
+        if keep.any() and not keep.all():
+            out[t] = eigvecs[:, keep]
+    return out
+
+
+def sequence_ci_data(X: np.ndarray, G: np.ndarray, step_bases: dict | None = None) -> CIData:
     """CIData with one node per step (D columns of X) and one per task (q columns of G).
 
     Node t is named ``("s", t)`` and node T + i ``("g", i)``, the names of the generator's DAG.
+    ``step_bases`` ({t: (D, r) basis}) replaces step t's features by their coordinates in
+    that basis (see :func:`rank_deficient_step_bases`).
     """
     n, T, D = X.shape
     M, q = G.shape[1], G.shape[2]
-    blocks = (X.reshape(n, T * D), G.reshape(n, M * q))
-    node_columns = tuple(np.arange(t * D, (t + 1) * D) for t in range(T)) + tuple(
-        T * D + np.arange(i * q, (i + 1) * q) for i in range(M)
+    if not step_bases:
+        step_blocks = [X.reshape(n, T * D)]
+        widths = [D] * T
+        step_labels = [f"X[:, {t}, {j}]" for t in range(T) for j in range(D)]
+    else:
+        step_blocks = [
+            X[:, t, :] @ step_bases[t] if t in step_bases else X[:, t, :] for t in range(T)
+        ]
+        widths = [b.shape[1] for b in step_blocks]
+        step_labels = [
+            f"X[:, {t}, :] component {j}" if t in step_bases else f"X[:, {t}, {j}]"
+            for t in range(T)
+            for j in range(widths[t])
+        ]
+    starts = np.concatenate([[0], np.cumsum(widths)]).astype(int)
+    node_columns = tuple(np.arange(starts[t], starts[t + 1]) for t in range(T)) + tuple(
+        starts[-1] + np.arange(i * q, (i + 1) * q) for i in range(M)
     )
     names = tuple(("s", t) for t in range(T)) + tuple(("g", i) for i in range(M))
-    labels = tuple(f"X[:, {t}, {j}]" for t in range(T) for j in range(D)) + tuple(
+    labels = tuple(step_labels) + tuple(
         f"G[:, {i}]" if q == 1 else f"G[:, {i}, {j}]" for i in range(M) for j in range(q)
     )
-    return CIData(blocks, node_columns, names, labels, n)
+    return CIData((*step_blocks, G.reshape(n, M * q)), node_columns, names, labels, n)
 
 
 def _validated_arrays(X, G, missing: str) -> tuple[np.ndarray, np.ndarray]:
