@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._validation import check_choice
+
 CORRECTIONS = (None, "bonferroni", "holm", "fdr_bh")
 AGGREGATIONS = ("any", "clique")
 
@@ -40,7 +42,7 @@ def adjust_pvalues(pvalues: np.ndarray, correction: str | None) -> np.ndarray:
     elif correction == "fdr_bh":
         adjusted = np.minimum.accumulate((ranked * m / np.arange(1, m + 1))[::-1])[::-1]
     else:
-        raise ValueError(f"unknown correction {correction!r}")
+        check_choice("correction", correction, CORRECTIONS)
     out = np.empty(m)
     out[order] = np.minimum(adjusted, 1.0)
     return out
@@ -72,9 +74,7 @@ def pair_decisions(
     segment with the fewest dependent partners is dropped while it has fewer than half of the
     remaining others; a component of two segments (one edge) is kept as it is.
     """
-    check = AGGREGATIONS
-    if aggregation not in check:
-        raise ValueError(f"unknown aggregation {aggregation!r}")
+    check_choice("aggregation", aggregation, AGGREGATIONS)
     out = np.zeros((n_segments, n_tasks), dtype=bool)
     for i in range(n_tasks):
         hit = rejected & (task == i)

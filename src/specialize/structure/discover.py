@@ -23,7 +23,7 @@ from ..ci.base import CIData, CIResult, CITest
 from ..ci.registry import make_ci_test
 from .aggregate import AGGREGATIONS, CORRECTIONS
 from .plan import CONDITIONINGS, MODES, plan_tests
-from .result import TaskStructure, decide
+from .result import TaskStructure
 
 MISSING_POLICIES = ("raise", "drop-rows", "testwise")
 DEFAULT_MODE = "segment"
@@ -176,21 +176,12 @@ def discover_structure(
         "n_samples": result.n_samples,
     }
     aggregation = aggregation if mode == "pairwise" else None
-    segment_tasks, step_tasks = decide(
-        tests,
-        mode=mode,
-        alpha=alpha,
-        correction=correction,
-        aggregation=aggregation,
-        n_steps=T,
-        segment_length=L,
-        n_tasks=M,
-        actions_feed_states=actions_feed_states,
-    )
-    finished = time.perf_counter()
-    return TaskStructure(
-        segment_tasks=segment_tasks,
-        step_tasks=step_tasks,
+    timings = {
+        "validate_and_plan": validated - started,
+        "prepare": prepared - validated,
+        "tests": tested - prepared,
+    }
+    result = TaskStructure(
         tests=tests,
         mode=mode,
         test=ci_test.name,
@@ -206,15 +197,13 @@ def discover_structure(
         actions_feed_states=bool(actions_feed_states),
         random_state=random_state,
         test_params=ci_test.get_params(),
-        timings={
-            "validate_and_plan": validated - started,
-            "prepare": prepared - validated,
-            "tests": tested - prepared,
-            "aggregate": finished - tested,
-            "total": finished - started,
-        },
+        timings=timings,
         version=__version__,
     )
+    result.segment_tasks  # noqa: B018 - decide now, so that the timings include it
+    finished = time.perf_counter()
+    timings.update(aggregate=finished - tested, total=finished - started)
+    return result
 
 
 def resolve_conditioning(conditioning: str, ci_test: CITest, n: int, T: int, D: int) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -47,47 +48,6 @@ def unit_pvalues(
     return np.where(previous_free, block, single)
 
 
-def decide(
-    tests: dict,
-    *,
-    mode,
-    alpha,
-    correction,
-    aggregation,
-    n_steps,
-    segment_length,
-    n_tasks,
-    actions_feed_states=True,
-):
-    """Segment-task and step-task matrices from stored p-values.
-
-    Returns
-    -------
-    segment_tasks : bool ndarray of shape (K, M)
-    step_tasks : bool ndarray of shape (T, M)
-    """
-    K = n_segments(n_steps, segment_length)
-    if mode == "pairwise":
-        rejected = adjust_pvalues(tests["pvalue"], correction) <= alpha
-        segment_tasks = pair_decisions(
-            rejected, tests["task"], tests["unit"], tests["partner"], K, n_tasks, aggregation
-        )
-        return segment_tasks, expand_to_steps(segment_tasks, n_steps, segment_length)
-    p = unit_pvalues(
-        tests,
-        mode=mode,
-        alpha=alpha,
-        n_steps=n_steps,
-        segment_length=segment_length,
-        n_tasks=n_tasks,
-        actions_feed_states=actions_feed_states,
-    )
-    rejected = adjust_pvalues(p.ravel(), correction).reshape(p.shape) <= alpha
-    if mode == "step":
-        return rejected[representatives(n_steps, segment_length)], rejected
-    return rejected, expand_to_steps(rejected, n_steps, segment_length)
-
-
 def expand_to_steps(segment_tasks: np.ndarray, n_steps: int, segment_length: int) -> np.ndarray:
     """(T, M) step matrix: every step of a segment takes its row; trailing steps none."""
     K = segment_tasks.shape[0]
@@ -103,6 +63,8 @@ class TaskStructure:
     Attributes
     ----------
     segment_tasks : bool ndarray of shape (K, M)
+        Derived from ``tests`` by the decision rule (alpha, correction, aggregation,
+        actions_feed_states), so a result never disagrees with its own evidence.
     step_tasks : bool ndarray of shape (T, M)
     tests : dict of ndarray, each of shape (n_tests,)
         ``kind`` (0: one step or segment representative vs a task, 1: a pair of segments,
@@ -118,8 +80,6 @@ class TaskStructure:
     timings : dict of float, seconds
     """
 
-    segment_tasks: np.ndarray
-    step_tasks: np.ndarray
     tests: dict
     mode: str
     test: str
@@ -138,19 +98,50 @@ class TaskStructure:
     timings: dict = field(default_factory=dict)
     version: str = ""
 
+    @cached_property
+    def _decisions(self) -> tuple[np.ndarray, np.ndarray]:
+        """(segment_tasks, step_tasks) from the stored p-values and the decision rule."""
+        if self.mode == "pairwise":
+            rejected = adjust_pvalues(self.tests["pvalue"], self.correction) <= self.alpha
+            t = self.tests
+            segment_tasks = pair_decisions(
+                rejected,
+                t["task"],
+                t["unit"],
+                t["partner"],
+                self.n_segments,
+                self.n_tasks,
+                self.aggregation,
+            )
+            return segment_tasks, expand_to_steps(segment_tasks, self.n_steps, self.segment_length)
+        rejected = self.unit_evidence <= self.alpha
+        if self.mode == "step":
+            return rejected[representatives(self.n_steps, self.segment_length)], rejected
+        return rejected, expand_to_steps(rejected, self.n_steps, self.segment_length)
+
+    @property
+    def segment_tasks(self) -> np.ndarray:
+        """(K, M) bool: segment k serves task i."""
+        return self._decisions[0]
+
+    @property
+    def step_tasks(self) -> np.ndarray:
+        """(T, M) bool: step t serves task i."""
+        return self._decisions[1]
+
     @property
     def n_tests(self) -> int:
         return int(len(self.tests["pvalue"]))
 
     @property
     def n_segments(self) -> int:
-        return int(self.segment_tasks.shape[0])
+        return n_segments(self.n_steps, self.segment_length)
 
     @property
     def seconds(self) -> float:
         return float(self.timings.get("total", np.nan))
 
-    @property
+    @cached_property
     def unit_evidence(self) -> np.ndarray:
         """Adjusted p-value of each (segment, task), or (step, task) in step mode.
 
@@ -208,21 +199,8 @@ class TaskStructure:
         check_choice("correction", correction, CORRECTIONS)
         if self.mode == "pairwise":
             check_choice("aggregation", aggregation, AGGREGATIONS)
-        segment_tasks, step_tasks = decide(
-            self.tests,
-            mode=self.mode,
-            alpha=alpha,
-            correction=correction,
-            aggregation=aggregation,
-            n_steps=self.n_steps,
-            segment_length=self.segment_length,
-            n_tasks=self.n_tasks,
-            actions_feed_states=actions_feed_states,
-        )
         return dataclasses.replace(
             self,
-            segment_tasks=segment_tasks,
-            step_tasks=step_tasks,
             alpha=alpha,
             correction=correction,
             aggregation=aggregation,
@@ -273,8 +251,6 @@ class TaskStructure:
             for k in TEST_FIELDS
         }
         return cls(
-            segment_tasks=np.array(d["segment_tasks"], dtype=bool).reshape(-1, d["n_tasks"]),
-            step_tasks=np.array(d["step_tasks"], dtype=bool).reshape(-1, d["n_tasks"]),
             tests=tests,
             mode=d["mode"],
             test=d["test"],
