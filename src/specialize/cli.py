@@ -13,6 +13,7 @@ from pathlib import Path
 
 import typer
 
+from .ci.execute import ExecutorError
 from .ci.registry import available_ci_tests
 
 app = typer.Typer(
@@ -31,7 +32,7 @@ def _user_errors():
         warnings.simplefilter("always")
         try:
             yield
-        except (ValueError, KeyError, FileNotFoundError, OSError) as exc:
+        except (ValueError, KeyError, FileNotFoundError, OSError, ExecutorError) as exc:
             _print_warnings(caught)
             message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
             typer.echo(f"error: {message}", err=True)
@@ -130,7 +131,26 @@ def discover(
     ),
     out: Path | None = typer.Option(None, "--out", help="Write the result as JSON here."),
     plot: Path | None = typer.Option(None, "--plot", help="Write a heat-map PNG here."),
-    random_state: int | None = typer.Option(None, help="Seed for randomised tests."),
+    random_state: int | None = typer.Option(
+        None, help="Seed for randomised tests (rcit, cmiknn); drawn and recorded when omitted."
+    ),
+    test_param: list[str] = typer.Option(
+        [],
+        "--test-param",
+        help="A test's constructor argument as KEY=VALUE (repeatable), e.g. device=cuda, "
+        "num_f=200; VALUE is read as JSON when it parses, else as a string.",
+    ),
+    n_jobs: int = typer.Option(1, help="Worker processes (-1: one per core)."),
+    executor: str | None = typer.Option(
+        None,
+        help="Where tests run: processes, dask (a local cluster of --n-jobs workers) or a Dask "
+        "scheduler address such as tcp://host:8786; default: this process, or processes "
+        "when --n-jobs > 1.",
+    ),
+    checkpoint: Path | None = typer.Option(
+        None,
+        help="File keeping finished tests; rerun the same command to resume an interrupted run.",
+    ),
 ):
     """Discover which segments serve which task (Algorithm 1 and its variants).
 
@@ -156,6 +176,11 @@ def discover(
             missing=missing,
             actions_feed_states=actions_feed_states,
             random_state=random_state,
+            test_params=_parse_test_params(test_param),
+            n_jobs=n_jobs,
+            executor=executor,
+            checkpoint=checkpoint,
+            progress=True,
         )
         scores = _scores(result, f)
         truth = f.segment_assignment
@@ -164,6 +189,11 @@ def discover(
             f"{result.n_tests} {result.test} tests ({result.mode}, conditioning "
             f"{result.conditioning}, correction {result.correction}) on '{f.key}' "
             f"{f.X.shape} in {result.seconds:.3f} s"
+            + (
+                f" (random_state {result.random_state})"
+                if "random_state" in result.test_params
+                else ""
+            )
         )
         typer.echo(
             ("recovered | truth\n" if truth is not None else "")
@@ -227,6 +257,22 @@ def demo(
             f"\nwrote {out / 'structure.png'} and {out / 'structure.json'} "
             f"({time.perf_counter() - start:.1f} s in all)"
         )
+
+
+def _parse_test_params(items: list[str]) -> dict:
+    """{"KEY": value} from ``KEY=VALUE`` strings (VALUE as JSON if it parses)."""
+    import json
+
+    params = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--test-param must look like KEY=VALUE; got {item!r}")
+        try:
+            params[key.strip()] = json.loads(value)
+        except ValueError:
+            params[key.strip()] = value
+    return params
 
 
 def _scores(result, f) -> dict:

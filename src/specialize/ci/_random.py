@@ -36,3 +36,6 @@ def generator_for(entropy: int, purpose: int, *key: int) -> np.random.Generator:
 def test_key(x, y, z) -> tuple[int, ...]:
     """An integer key identifying the test (x, y, z) of node (or column) index tuples."""
     return (len(x), *x, len(y), *y, len(z), *z)
+
+
+test_key.__test__ = False  # a helper, not a pytest test, when imported into test modules

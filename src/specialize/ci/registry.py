@@ -23,6 +23,11 @@ def available_ci_tests(*, data_driven_only: bool = False) -> list[str]:
     return sorted(n for n, cls in _REGISTRY.items() if cls.requires_data or not data_driven_only)
 
 
+def test_class(name: str) -> type[CITest] | None:
+    """The class registered under ``name``, or None."""
+    return _REGISTRY.get(name)
+
+
 def make_ci_test(test: str | CITest, **params) -> CITest:
     """Return a CI test instance from a name (with constructor ``params``) or an instance."""
     if isinstance(test, CITest):

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import sys
+import inspect
 import time
+from functools import partial
 
 import numpy as np
 
@@ -19,8 +20,10 @@ from .._validation import (
     check_int,
     warn,
 )
-from ..ci.base import CIData, CIResult, CITest
-from ..ci.registry import make_ci_test
+from ..ci.base import CIData, CITest
+from ..ci.checkpoint import run_fingerprint
+from ..ci.execute import answer_plan
+from ..ci.registry import make_ci_test, test_class
 from .aggregate import AGGREGATIONS, CORRECTIONS
 from .plan import CONDITIONINGS, MODES, plan_tests
 from .result import TaskStructure
@@ -46,6 +49,9 @@ def discover_structure(
     missing: str = "raise",
     actions_feed_states: bool = True,
     batch_size: int = 16_384,
+    n_jobs: int = 1,
+    executor=None,
+    checkpoint=None,
     progress: bool = False,
     random_state=None,
     test_params: dict | None = None,
@@ -97,13 +103,26 @@ def discover_structure(
         and every segment is decided by the block test of all its steps (more power; false
         positives after task segments if the assertion is wrong).
     batch_size : int
-        Tests answered per batch.
+        Most tests answered per batch.
+    n_jobs : int, default=1
+        Worker processes (-1: one per core). More than 1 with no ``executor`` uses a process
+        pool. Scripts that use worker processes must guard their entry point with
+        ``if __name__ == "__main__":``.
+    executor : None, "processes", "dask", a scheduler address or a distributed.Client
+        Where the tests run: this process (None), a pool of ``n_jobs`` processes, a local Dask
+        cluster of ``n_jobs`` workers, or an existing Dask cluster (``"tcp://host:8786"`` or a
+        ``Client``). The data are sent to each worker once; every executor gives the same
+        answers for the same seed. See ``docs/execution.md``.
+    checkpoint : str or Path, optional
+        File that keeps finished p-values as batches finish; rerunning the same call after an
+        interruption answers only the tests not yet in it.
     progress : bool
-        Show a progress bar over batches (only when writing to a terminal).
+        Show a progress bar of tests done and to do (only when writing to a terminal).
     random_state : int or None
-        Seed for randomised tests; recorded in the result.
+        Seed for randomised tests (RCIT, CMIKnn). When None, a seed is drawn and recorded in
+        the result, so that any run can be repeated.
     test_params : dict, optional
-        Constructor arguments when ``test`` is a name.
+        Constructor arguments when ``test`` is a name, e.g. ``{"device": "cuda"}``.
 
     Returns
     -------
@@ -119,7 +138,8 @@ def discover_structure(
         "alpha", alpha, low=0.0, high=1.0, low_inclusive=False, high_inclusive=False
     )
     batch_size = check_int("batch_size", batch_size, minimum=1)
-    ci_test = make_ci_test(test, **(test_params or {}))
+    ci_test = make_ci_test(test, **seeded_test_params(test, test_params, random_state))
+    random_state = getattr(ci_test, "_entropy", random_state)
 
     X, G = _validated_arrays(X, G, missing if ci_test.requires_data else "raise")
     n, T, D = X.shape
@@ -137,12 +157,25 @@ def discover_structure(
         )
     conditioning = resolve_conditioning(conditioning, ci_test, n, T, D)
     structure_plan = plan_tests(mode, T, L, M, conditioning)
+    data = sequence_ci_data(X, G)
+    run = partial(
+        answer_plan,
+        ci_test,
+        plan=structure_plan.plan,
+        batch_size=batch_size,
+        n_jobs=n_jobs,
+        executor=executor,
+        progress=progress,
+        checkpoint=checkpoint,
+        fingerprint=None
+        if checkpoint is None
+        else run_fingerprint(ci_test, data, structure_plan.plan, repr((mode, alpha))),
+        label=f"{mode} {ci_test.name} tests",
+    )
     validated = time.perf_counter()
 
     try:
-        result, prepared = _answer_plan(
-            ci_test, sequence_ci_data(X, G), structure_plan.plan, batch_size, progress, mode
-        )
+        result, test_timings = run(data)
     except CollinearityError:
         bases = rank_deficient_step_bases(X)
         if not bases:
@@ -155,14 +188,7 @@ def discover_structure(
             f"(rank {', '.join(map(str, ranks))}): each such step is tested on its principal "
             "components, a lossless change of basis for partial-correlation tests"
         )
-        result, prepared = _answer_plan(
-            ci_test,
-            sequence_ci_data(X, G, step_bases=bases),
-            structure_plan.plan,
-            batch_size,
-            progress,
-            mode,
-        )
+        result, test_timings = run(sequence_ci_data(X, G, step_bases=bases))
     tested = time.perf_counter()
 
     tests = {
@@ -176,11 +202,7 @@ def discover_structure(
         "n_samples": result.n_samples,
     }
     aggregation = aggregation if mode == "pairwise" else None
-    timings = {
-        "validate_and_plan": validated - started,
-        "prepare": prepared - validated,
-        "tests": tested - prepared,
-    }
+    timings = {"validate_and_plan": validated - started, **test_timings}
     result = TaskStructure(
         tests=tests,
         mode=mode,
@@ -217,15 +239,29 @@ def resolve_conditioning(conditioning: str, ci_test: CITest, n: int, T: int, D: 
     return "band"
 
 
-def _answer_plan(ci_test, data, plan, batch_size, progress, mode):
-    """Answer ``plan`` batch by batch; returns the result and when the shared work ended."""
-    answer = ci_test.prepare(data)
-    prepared = time.perf_counter()
-    result = CIResult.empty(len(plan))
-    batches = list(plan.batches(batch_size))
-    for positions, sub in _progress(batches, progress, f"{mode} tests"):
-        result.fill(positions, answer(sub))
-    return result, prepared
+def seeded_test_params(test, test_params: dict | None, random_state) -> dict:
+    """``test_params`` with ``random_state`` added where the named test takes a seed.
+
+    A test instance keeps its own seed; a ``random_state`` that contradicts it is an error.
+    """
+    params = dict(test_params or {})
+    if isinstance(test, CITest):
+        own = test.get_params().get("random_state")
+        if random_state is not None and "random_state" in test.get_params() and own is None:
+            raise InvalidParameterError(
+                f"random_state={random_state!r} cannot seed a test instance built without one; "
+                f"pass {type(test).__name__}(random_state={random_state!r}) instead"
+            )
+        if random_state is not None and own is not None and own != random_state:
+            raise InvalidParameterError(
+                f"random_state={random_state!r} contradicts the test instance's "
+                f"random_state={own!r}"
+            )
+        return params
+    cls = test_class(test) if isinstance(test, str) else None
+    if cls is not None and "random_state" in inspect.signature(cls).parameters:
+        params.setdefault("random_state", random_state)
+    return params
 
 
 def rank_deficient_step_bases(X: np.ndarray, tolerance: float = 1e-10) -> dict:
@@ -308,11 +344,3 @@ def _validated_arrays(X, G, missing: str) -> tuple[np.ndarray, np.ndarray]:
             raise DataValidationError("every sample has a NaN; nothing is left to test")
     return np.ascontiguousarray(X), np.ascontiguousarray(G)
 
-
-def _progress(items, enabled: bool, label: str):
-    if not enabled or len(items) < 2 or not sys.stderr.isatty():
-        yield from items
-        return
-    from rich.progress import track
-
-    yield from track(items, description=label, transient=True)
