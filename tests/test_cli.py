@@ -91,6 +91,24 @@ def test_discover_options(data_file, tmp_path):
     assert "segment" not in result.get("scores", {})  # the file's truth has 10 segments, not 5
 
 
+def test_discover_in_worker_processes_with_a_checkpoint(data_file, tmp_path):
+    """The same answers in two worker processes, and a rerun resumes from the checkpoint."""
+    plain, parallel = tmp_path / "plain.json", tmp_path / "parallel.json"
+    checkpoint = tmp_path / "run.ckpt"
+    assert run("discover", str(data_file), "--out", str(plain)).returncode == 0
+    for _ in range(2):
+        done = run(
+            "discover", str(data_file), "--n-jobs", "2", "--checkpoint", str(checkpoint),
+            "--out", str(parallel), "--test-param", "chunk_rows=1000",
+        )
+        assert done.returncode == 0, done.stderr
+    a, b = json.loads(plain.read_text()), json.loads(parallel.read_text())
+    assert a["segment_tasks"] == b["segment_tasks"]
+    np.testing.assert_allclose(a["tests"]["pvalue"], b["tests"]["pvalue"], rtol=1e-10)
+    assert b["test_params"] == {"chunk_rows": 1000}
+    assert checkpoint.read_text().startswith('{"format": "specialize-ci-checkpoint"')
+
+
 @pytest.mark.parametrize(
     "args,message",
     [
@@ -101,6 +119,10 @@ def test_discover_options(data_file, tmp_path):
         (["discover", "{data}", "--test", "dseparation"], "pass a test instance"),
         (["discover", "{data}", "--alpha", "2"], "alpha must be < 1.0"),
         (["discover", "{bad}"], "has no key 'tasks'"),
+        (["discover", "{data}", "--test-param", "chunk_rows"], "KEY=VALUE"),
+        (["discover", "{data}", "--test-param", "nope=1"], "cannot be built from parameters"),
+        (["discover", "{data}", "--executor", "threads"], "executor must be"),
+        (["discover", "{data}", "--executor", "tcp://127.0.0.1:9"], "cannot reach the Dask"),
         (
             ["simulate", "--out", "{tmp}/x.npz", "--segment-length", "0"],
             "segment_length must be >= 2",
