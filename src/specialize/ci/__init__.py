@@ -6,6 +6,7 @@
 """
 
 from .base import CIData, CIResult, CITest, SingleCIResult, TestPlan
+from .cmiknn import CMIKnn
 from .fisherz import FisherZ
 from .oracle import DSeparation
 from .registry import available_ci_tests, make_ci_test, register_ci_test
@@ -13,6 +14,7 @@ from .registry import available_ci_tests, make_ci_test, register_ci_test
 __all__ = [
     "CIData",
     "CIResult",
+    "CMIKnn",
     "CITest",
     "DSeparation",
     "FisherZ",

@@ -245,6 +245,10 @@ class CITest(ABC):
     def run(self, data: CIData, plan: TestPlan) -> CIResult:
         """Answer every test of ``plan`` over ``data``."""
 
+    def smallest_pvalue(self) -> float:
+        """The smallest p-value the test can return (a permutation test's 1 / (B + 1))."""
+        return 0.0
+
     def prepare(self, data: CIData) -> Callable[[TestPlan], CIResult]:
         """Do the work shared by all tests over ``data`` once; return a function answering plans.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .._validation import InvalidParameterError
 from .base import CITest
+from .cmiknn import CMIKnn
 from .fisherz import FisherZ
 from .oracle import DSeparation
 
@@ -50,3 +51,4 @@ def make_ci_test(test: str | CITest, **params) -> CITest:
 
 register_ci_test(FisherZ)
 register_ci_test(DSeparation)
+register_ci_test(CMIKnn)

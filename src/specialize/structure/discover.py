@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 import time
 from functools import partial
 
@@ -157,6 +158,11 @@ def discover_structure(
         )
     conditioning = resolve_conditioning(conditioning, ci_test, n, T, D)
     structure_plan = plan_tests(mode, T, L, M, conditioning)
+    unreachable = _unreachable_pvalue_message(
+        ci_test, len(structure_plan) // (2 if mode == "segment" else 1), alpha, correction
+    )
+    if unreachable:
+        warn(unreachable)
     data = sequence_ci_data(X, G)
     run = partial(
         answer_plan,
@@ -237,6 +243,21 @@ def resolve_conditioning(conditioning: str, ci_test: CITest, n: int, T: int, D: 
     ):
         return "all"
     return "band"
+
+
+def _unreachable_pvalue_message(ci_test: CITest, n_decisions: int, alpha, correction) -> str:
+    """A warning when a permutation test's p-values cannot pass the corrected threshold."""
+    floor = ci_test.smallest_pvalue()
+    threshold = alpha if correction is None else alpha / max(n_decisions, 1)
+    if floor <= threshold:
+        return ""
+    knob = "sig_samples" if "sig_samples" in ci_test.get_params() else "its permutations"
+    return (
+        f"test {ci_test.name!r} cannot return p-values below {floor:.2g}, but correction "
+        f"{correction!r} over {n_decisions} decisions needs p <= {threshold:.2g} for any "
+        f"dependence to be found; raise {knob} to at least {math.ceil(1 / threshold)} "
+        "(several times that for power), or use correction='fdr_bh' or None"
+    )
 
 
 def seeded_test_params(test, test_params: dict | None, random_state) -> dict:
@@ -343,4 +364,3 @@ def _validated_arrays(X, G, missing: str) -> tuple[np.ndarray, np.ndarray]:
         if X.shape[0] == 0:
             raise DataValidationError("every sample has a NaN; nothing is left to test")
     return np.ascontiguousarray(X), np.ascontiguousarray(G)
-
