@@ -8,6 +8,7 @@
 from .base import CIData, CIResult, CITest, SingleCIResult, TestPlan
 from .cmiknn import CMIKnn
 from .fisherz import FisherZ
+from .kci import KCI
 from .oracle import DSeparation
 from .registry import available_ci_tests, make_ci_test, register_ci_test
 
@@ -18,6 +19,7 @@ __all__ = [
     "CITest",
     "DSeparation",
     "FisherZ",
+    "KCI",
     "SingleCIResult",
     "TestPlan",
     "available_ci_tests",

@@ -6,6 +6,7 @@ from .._validation import InvalidParameterError
 from .base import CITest
 from .cmiknn import CMIKnn
 from .fisherz import FisherZ
+from .kci import KCI
 from .oracle import DSeparation
 
 _REGISTRY: dict[str, type[CITest]] = {}
@@ -52,3 +53,4 @@ def make_ci_test(test: str | CITest, **params) -> CITest:
 register_ci_test(FisherZ)
 register_ci_test(DSeparation)
 register_ci_test(CMIKnn)
+register_ci_test(KCI)
