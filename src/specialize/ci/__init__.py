@@ -10,6 +10,7 @@ from .cmiknn import CMIKnn
 from .fisherz import FisherZ
 from .kci import KCI
 from .oracle import DSeparation
+from .rcit import RCIT
 from .registry import available_ci_tests, make_ci_test, register_ci_test
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "DSeparation",
     "FisherZ",
     "KCI",
+    "RCIT",
     "SingleCIResult",
     "TestPlan",
     "available_ci_tests",

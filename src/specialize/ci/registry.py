@@ -8,6 +8,7 @@ from .cmiknn import CMIKnn
 from .fisherz import FisherZ
 from .kci import KCI
 from .oracle import DSeparation
+from .rcit import RCIT
 
 _REGISTRY: dict[str, type[CITest]] = {}
 
@@ -54,3 +55,4 @@ register_ci_test(FisherZ)
 register_ci_test(DSeparation)
 register_ci_test(CMIKnn)
 register_ci_test(KCI)
+register_ci_test(RCIT)
