@@ -135,6 +135,33 @@ def test_every_executor_and_batch_size_gives_the_same_answers(make_test, sequenc
         _assert_same(reference, result)
 
 
+@pytest.mark.parametrize(
+    "name, params",
+    [
+        ("rcit", {"random_state": 5}),
+        ("cmiknn", {"random_state": 5, "sig_samples": 19}),
+        ("kci", {"approximation": "low-rank"}),
+    ],
+)
+def test_nonlinear_tests_answer_alike_on_a_local_cluster(name, params, client):
+    """The library's randomised tests, seeded, give bit-identical p-values in-process, in
+    worker processes and on a LocalCluster, with the default and with small batches; the
+    deterministic KCI gives the same p-values to rounding."""
+    ds = make_task_sequences(300, 6, 2, state_dim=2, mechanism="nonlinear", random_state=1)
+    common = {"test": name, "test_params": params, "mode": "segment", "correction": None}
+    reference = discover_structure(ds.states, ds.tasks, **common)
+    assert np.isfinite(reference.tests["pvalue"]).all()
+    for kwargs in ({"executor": client}, {"n_jobs": 2, "batch_size": 3}):
+        other = discover_structure(ds.states, ds.tasks, **common, **kwargs)
+        if name == "kci":  # deterministic; BLAS threads per worker change rounding only
+            np.testing.assert_allclose(
+                reference.tests["pvalue"], other.tests["pvalue"], rtol=1e-9, atol=1e-12
+            )
+        else:
+            np.testing.assert_array_equal(reference.tests["pvalue"], other.tests["pvalue"])
+        np.testing.assert_array_equal(reference.segment_tasks, other.segment_tasks)
+
+
 def test_seeds_change_randomised_answers(sequences):
     plan, data = _plan_and_data(sequences)
     a, _ = answer_plan(PermutationCorrelation(random_state=1), data, plan)
@@ -270,13 +297,17 @@ def test_random_state_is_recorded_and_reproduces(sequences):
         a = discover_structure(sequences.obs, sequences.tasks, test=PermutationCorrelation.name)
         assert isinstance(a.random_state, int)  # drawn and recorded
         b = discover_structure(
-            sequences.obs, sequences.tasks, test=PermutationCorrelation.name,
+            sequences.obs,
+            sequences.tasks,
+            test=PermutationCorrelation.name,
             random_state=a.random_state,
         )
         np.testing.assert_array_equal(a.tests["pvalue"], b.tests["pvalue"])
         with pytest.raises(InvalidParameterError, match="contradicts"):
             discover_structure(
-                sequences.obs, sequences.tasks, test=PermutationCorrelation(random_state=1),
+                sequences.obs,
+                sequences.tasks,
+                test=PermutationCorrelation(random_state=1),
                 random_state=2,
             )
     finally:

@@ -300,7 +300,7 @@ def test_bad_input_gets_clear_errors(linear_data):
         discover_structure(X, G, mode="pairwise", segment_length=11)
     with pytest.warns(UserWarning, match="last 2 step"):
         discover_structure(X, G, segment_length=3)
-    with pytest.raises(ValueError, match="test must be one of 'dseparation', 'fisherz'"):
+    with pytest.raises(ValueError, match="test must be one of 'cmiknn', 'dseparation', 'fisherz'"):
         discover_structure(X, G, test="kci-typo")
     with pytest.raises(ValueError, match="mode must be one of 'segment', 'unary'"):
         discover_structure(X, G, mode="band")

@@ -165,6 +165,27 @@ class TestPlan:
             positions = np.arange(start, min(start + batch_size, len(self)))
             yield positions, self.subset(positions)
 
+    def row_groups(self, data: CIData):
+        """Yield (positions, rows): tests grouped by the samples complete on all their nodes.
+
+        ``rows`` is None (every sample) when ``data`` has no NaN, else a boolean mask of shape
+        (n_samples,). Tests with the same complete samples form one group, so that they can
+        share work (the ``testwise`` missing-value policy).
+        """
+        if not data.has_missing:
+            yield np.arange(len(self)), None
+            return
+        missing = data.missing_by_node()
+        groups: dict[bytes, list[int]] = defaultdict(list)
+        masks: dict[bytes, np.ndarray] = {}
+        for k, (x, y, z) in enumerate(zip(self.x, self.y, self.z, strict=True)):
+            rows = ~missing[:, list(x + y + z)].any(axis=1)
+            key = np.packbits(rows).tobytes()
+            groups[key].append(k)
+            masks[key] = rows
+        for key, positions in groups.items():
+            yield np.asarray(positions), masks[key]
+
     def group_by_shape(self, data: CIData) -> dict[tuple[int, int, int], np.ndarray]:
         """Positions of tests grouped by their column counts (d_x, d_y, d_z)."""
         width = [len(c) for c in data.node_columns]

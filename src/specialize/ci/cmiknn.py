@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numbers
 import os
-from collections import defaultdict
 from dataclasses import dataclass
 from functools import partial
 
@@ -249,7 +248,7 @@ class CMIKnn(CITest):
         """(positions, rows, n) of each group of tests sharing their samples; raise if a test
         has too few samples for k or shuffle_neighbors."""
         groups = []
-        for positions, rows in _row_groups(data, plan):
+        for positions, rows in plan.row_groups(data):
             n = data.n_samples if rows is None else int(rows.sum())
             for p in positions:
                 self._check_sizes(data, plan, p, n)
@@ -389,24 +388,6 @@ def _check_columns(data: CIData, columns: np.ndarray, values: np.ndarray, rows=N
             "on which the statistic then depends. Use a test for discrete data if the "
             "column is discrete"
         )
-
-
-def _row_groups(data: CIData, plan: TestPlan):
-    """Yield (positions, rows): ``rows`` None for all samples, else the boolean mask of the
-    samples complete on every node of those tests."""
-    if not data.has_missing:
-        yield np.arange(len(plan)), None
-        return
-    missing = data.missing_by_node()
-    groups: dict[bytes, list[int]] = defaultdict(list)
-    masks: dict[bytes, np.ndarray] = {}
-    for p, (x, y, z) in enumerate(zip(plan.x, plan.y, plan.z, strict=True)):
-        rows = ~missing[:, list(x + y + z)].any(axis=1)
-        key = np.packbits(rows).tobytes()
-        groups[key].append(p)
-        masks[key] = rows
-    for key, positions in groups.items():
-        yield np.asarray(positions), masks[key]
 
 
 def _nodes_of(plan: TestPlan, positions) -> set[int]:

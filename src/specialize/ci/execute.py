@@ -191,15 +191,16 @@ def _run_process_pool(ci_test, data, plan, batches, n_workers, record, advance) 
     threads = max(1, (os.cpu_count() or 1) // n_workers)
     todo = list(range(len(batches)))
     for attempt in range(MAX_RESTARTS + 1):
-        with _thread_limits(threads):
-            pool = ProcessPoolExecutor(
-                max_workers=min(n_workers, max(1, len(todo))),
-                mp_context=multiprocessing.get_context("spawn"),
-                initializer=_start_worker,
-                initargs=(ci_test, data, threads),
-            )
+        pool = ProcessPoolExecutor(
+            max_workers=min(n_workers, max(1, len(todo))),
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_worker,
+            initargs=(ci_test, data, threads),
+        )
+        broken = False
         try:
-            futures = {pool.submit(_answer_in_worker, plan.subset(batches[b])): b for b in todo}
+            with _thread_limits(threads):  # spawned workers read it when the first job starts them
+                futures = {pool.submit(_answer_in_worker, plan.subset(batches[b])): b for b in todo}
             while futures:
                 finished, _ = wait(futures, return_when=FIRST_COMPLETED)
                 for future in finished:
@@ -208,6 +209,7 @@ def _run_process_pool(ci_test, data, plan, batches, n_workers, record, advance) 
                     advance(len(batches[b]))
                     todo.remove(b)
         except BrokenProcessPool:
+            broken = True
             if attempt == MAX_RESTARTS:
                 raise ExecutorError(
                     f"worker processes died {MAX_RESTARTS + 1} times; {len(todo)} batches "
@@ -215,7 +217,12 @@ def _run_process_pool(ci_test, data, plan, batches, n_workers, record, advance) 
                 ) from None
             continue
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            if broken:  # waiting on a broken pool can hang: end its workers instead
+                for process in list((getattr(pool, "_processes", None) or {}).values()):
+                    process.kill()
+                pool.shutdown(wait=False, cancel_futures=True)
+            else:
+                pool.shutdown(wait=True, cancel_futures=True)
         return
 
 

@@ -69,7 +69,7 @@ class FisherZ(CITest):
         result = CIResult.empty(len(plan))
         if len(plan) == 0:
             return result
-        for positions, rows in _row_groups(data, plan):
+        for positions, rows in plan.row_groups(data):
             sub = plan.subset(positions)
             nodes = sorted(set().union(*sub.x, *sub.y, *sub.z))
             columns = data.columns(nodes)
@@ -78,28 +78,6 @@ class FisherZ(CITest):
             local[columns] = np.arange(len(columns))
             result.fill(positions, _answer(data, sub, corr=corr, local=local, n=n))
         return result
-
-
-def _row_groups(data: CIData, plan: TestPlan):
-    """Yield (positions, rows) with the samples each group of tests uses.
-
-    Without missing values every test uses every sample. With NaN (the ``testwise`` policy),
-    a test uses the samples complete on its own nodes, and tests with the same such samples
-    share one correlation matrix.
-    """
-    if not data.has_missing:
-        yield np.arange(len(plan)), None
-        return
-    missing = data.missing_by_node()
-    groups: dict[bytes, list[int]] = defaultdict(list)
-    masks: dict[bytes, np.ndarray] = {}
-    for k, (x, y, z) in enumerate(zip(plan.x, plan.y, plan.z, strict=True)):
-        rows = ~missing[:, list(x + y + z)].any(axis=1)
-        key = np.packbits(rows).tobytes()
-        groups[key].append(k)
-        masks[key] = rows
-    for key, positions in groups.items():
-        yield np.asarray(positions), masks[key]
 
 
 def _answer(

@@ -223,26 +223,9 @@ def _answer(settings: _Settings, data: CIData, plan: TestPlan, *, checked=False)
     if not checked:
         nodes = sorted(set().union(*plan.x, *plan.y, *plan.z))
         _check_no_inf(data, data.columns(nodes))
-    for positions, rows in _row_groups(data, plan):
+    for positions, rows in plan.row_groups(data):
         result.fill(positions, _answer_rows(settings, data, plan.subset(positions), rows))
     return result
-
-
-def _row_groups(data: CIData, plan: TestPlan):
-    """Yield (positions, rows): tests grouped by the samples complete on all their nodes."""
-    if not data.has_missing:
-        yield np.arange(len(plan)), None
-        return
-    missing = data.missing_by_node()
-    groups: dict[bytes, list[int]] = defaultdict(list)
-    masks: dict[bytes, np.ndarray] = {}
-    for k, (x, y, z) in enumerate(zip(plan.x, plan.y, plan.z, strict=True)):
-        rows = ~missing[:, list(x + y + z)].any(axis=1)
-        key = np.packbits(rows).tobytes()
-        groups[key].append(k)
-        masks[key] = rows
-    for key, positions in groups.items():
-        yield np.asarray(positions), masks[key]
 
 
 def _check_no_inf(data: CIData, columns: np.ndarray) -> None:
