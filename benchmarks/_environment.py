@@ -90,3 +90,19 @@ def source_state() -> dict:
         "src_modified": changed.split() if changed else [],
         "src_untracked": untracked.split() if untracked else [],
     }
+
+
+def run_header(args, **extra) -> dict:
+    """What every benchmark records about its run: when, how called, where, with what."""
+    import datetime
+    import sys
+
+    return {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "machine": machine_info(),
+        "versions": versions(),
+        "source": source_state(),
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        **extra,
+    }

@@ -26,7 +26,6 @@ FILE.json`` sets where the raw figures go (default ``benchmarks/results/bench_cm
 from __future__ import annotations
 
 import argparse
-import datetime
 import importlib.util
 import json
 import sys
@@ -37,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _environment import ROOT, load_average, machine_info, source_state, versions
+from _environment import ROOT, load_average, run_header
 
 sys.path.insert(0, str(ROOT / "tests"))
 
@@ -279,15 +278,7 @@ def main(argv=None) -> int:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     peer_class, numba_version = load_peer()
     started = time.perf_counter()
-    header = {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": machine_info(),
-        "versions": versions(),
-        "peer_numba": numba_version,
-        "source": source_state(),
-        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-    }
+    header = run_header(args, peer_numba=numba_version)
     m = header["machine"]
     print("specialize CMIKnn speed benchmark")
     print(f"date      : {header['date']}")

@@ -26,7 +26,6 @@ minutes and over 2 GB). ``--out FILE.json`` chooses where the raw figures go (de
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import resource
@@ -38,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _environment import load_average, machine_info, source_state, versions  # noqa: E402
+from _environment import load_average, run_header  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MIB = 2**20
@@ -274,14 +273,7 @@ def main(argv=None) -> int:
         print(json.dumps(worker(json.loads(args.worker))))
         return 0
     started = time.perf_counter()
-    header = {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": machine_info(),
-        "versions": versions(),
-        "source": source_state(),
-        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-    }
+    header = run_header(args)
     try:
         import torch
 

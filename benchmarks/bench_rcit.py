@@ -28,7 +28,6 @@ import argparse
 import contextlib
 import cProfile
 import dataclasses
-import datetime
 import importlib.metadata
 import json
 import pstats
@@ -39,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _environment import ROOT, load_average, machine_info, source_state, versions
+from _environment import ROOT, load_average, run_header, versions
 from specialize.ci.rcit import RCIT
 from specialize.datasets.sequences import make_task_sequences
 from specialize.structure.discover import discover_structure, sequence_ci_data
@@ -237,15 +236,11 @@ def main(argv=None) -> int:
         limit = threadpool_limits(args.threads)
     import torch
 
-    header = {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": machine_info(),
-        "versions": {**versions(), **{p: _version(p) for p in ("torch", "causal-learn")}},
-        "torch_threads": torch.get_num_threads(),
-        "source": source_state(),
-        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-    }
+    header = run_header(
+        args,
+        versions={**versions(), **{p: _version(p) for p in ("torch", "causal-learn")}},
+        torch_threads=torch.get_num_threads(),
+    )
     m = header["machine"]
     print("RCIT benchmark: discover_structure vs causal-learn's RCIT test by test")
     print(

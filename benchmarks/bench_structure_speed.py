@@ -20,7 +20,6 @@ or without ``--quick`` for the full run; ``--out FILE.json`` writes every raw ti
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import sys
 import time
@@ -43,7 +42,7 @@ MIB = 2**20
 # --------------------------------------------------------------------------- environment
 
 
-from _environment import load_average, machine_info, source_state, versions  # noqa: E402
+from _environment import load_average, run_header  # noqa: E402
 
 # --------------------------------------------------------------------------- helpers
 
@@ -505,14 +504,7 @@ def main(argv=None) -> int:
 def run(args) -> int:
     warnings.filterwarnings("ignore", module="tigramite")
     started = time.perf_counter()
-    header = {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "machine": machine_info(),
-        "versions": versions(),
-        "source": source_state(),
-        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-    }
+    header = run_header(args)
     print("specialize structure-discovery speed benchmark")
     print(f"date      : {header['date']}")
     print(f"command   : {header['command']}")
