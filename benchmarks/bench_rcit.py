@@ -206,8 +206,8 @@ def parse_args(argv=None):
     p.add_argument("--D", type=int, default=2, help="state dimension")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="data sets")
     p.add_argument("--test-seed", type=int, default=0, help="random_state of RCIT")
-    p.add_argument("--repeats", type=int, default=5, help="timed calls of ours per seed")
-    p.add_argument("--peer-repeats", type=int, default=1, help="timed peer loops per seed")
+    p.add_argument("--repeats", type=int, default=7, help="timed calls of ours per seed")
+    p.add_argument("--peer-repeats", type=int, default=3, help="timed peer loops per seed")
     p.add_argument("--device", default="cpu", help="torch device of ours")
     p.add_argument(
         "--threads",

@@ -109,6 +109,10 @@ def render(args, study: dict, meta: dict) -> str:
         "CMIKnn's default 500 permutations that floor lies above Holm's smallest threshold "
         "when a run has more than 25 decisions (step and pairwise modes here), so nothing can "
         "be found; `discover_structure` warns and names the sig_samples needed.",
+        "- CMIKnn has no row at n = 10,000: its exact neighbour counts cost O(n^2) per "
+        "permuted copy, about 25 times the n = 2,000 cost (5.3 s a test there), so a unary run "
+        "of 18 tests with 500 permutations would take about 40 minutes on 2 cores. At that size "
+        "use RCIT, or CMIKnn on a cluster (`docs/execution.md`).",
         "- Fisher-z recovers much of this generator's structure (its nonlinearities are "
         "monotone, with linear skips), but it is not a valid CI test here: on null band cases "
         "it rejects 12-15 % at alpha = 5 % (`docs/ci.md`), so its precision does not carry "

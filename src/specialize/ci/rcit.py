@@ -20,6 +20,7 @@ from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.spatial.distance import pdist
 
 from .._validation import (
     DataValidationError,
@@ -248,7 +249,6 @@ class _RowGroup:
     heads: dict = field(default_factory=dict)  # column -> standardised first rows (numpy)
     prefixes: OrderedDict = field(default_factory=OrderedDict)  # set -> squared distances
     sigmas: dict = field(default_factory=dict)  # sorted column tuple -> bandwidth
-    pair_index: np.ndarray | None = None  # flat (i, j), i < j, of the first rows
 
 
 @dataclass
@@ -357,13 +357,7 @@ class _Engine:
             group.prefixes.move_to_end(S)
             return group.prefixes[S]
         if len(S) == 1:
-            head = group.heads[S[0]]
-            if group.pair_index is None:
-                i, j = np.triu_indices(len(head), 1)
-                group.pair_index = i * len(head) + j
-            out = np.subtract.outer(head, head)
-            out *= out
-            out = np.take(out.ravel(), group.pair_index)
+            out = pdist(group.heads[S[0]][:, None], "sqeuclidean")
         else:
             out = self._squared_distances(group, S[:-1]) + self._squared_distances(group, S[-1:])
         group.prefixes[S] = out
