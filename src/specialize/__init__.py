@@ -1,12 +1,29 @@
 """specialize: from generalist to specialist representations.
 
 Layer 1 finds which time steps serve which task from conditional-independence tests in
-which tasks are colliders (:func:`discover_structure`).
+which tasks are colliders (:func:`discover_structure`). Layer 2 separates each task's latent
+coordinates from a generalist representation (:class:`SparseTaskVAE`).
 """
 
 __version__ = "0.1.0"
 
-from .datasets import make_task_sequences  # noqa: E402
+from .datasets import make_task_latents, make_task_sequences  # noqa: E402
 from .structure import TaskStructure, discover_structure  # noqa: E402
 
-__all__ = ["TaskStructure", "__version__", "discover_structure", "make_task_sequences"]
+__all__ = [
+    "SparseTaskVAE",
+    "TaskStructure",
+    "__version__",
+    "discover_structure",
+    "make_task_latents",
+    "make_task_sequences",
+]
+
+
+def __getattr__(name):
+    # Layer 2 needs PyTorch; importing it only when asked keeps Layer 1 light.
+    if name == "SparseTaskVAE":
+        from .latent import SparseTaskVAE
+
+        return SparseTaskVAE
+    raise AttributeError(f"module 'specialize' has no attribute {name!r}")

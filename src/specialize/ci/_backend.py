@@ -18,8 +18,11 @@ def torch_module():
 
 
 def resolve_device(device):
-    """A ``torch.device`` from ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a device; checks CUDA."""
+    """A ``torch.device`` from ``"cpu"``, ``"cuda"``, ``"cuda:1"``, a device, or ``"auto"``
+    (CUDA when PyTorch sees a device, else the CPU); checks CUDA."""
     torch = torch_module()
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as exc:

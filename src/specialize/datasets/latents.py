@@ -1,0 +1,210 @@
+"""Synthetic i.i.d. data for Layer 2: task-relevant latent groups behind an injective mixing.
+
+The generative model (DESIGN.md, section 4):
+
+- latents s ~ N(0, I_d), laid out as ``overlap`` coordinates shared by every task, then each
+  task's private coordinates, then ``n_irrelevant`` coordinates no task depends on;
+- observations x = f(s), with f an injective leaky-ReLU MLP (``mixing_layers`` hidden
+  layers, each a full-rank matrix followed by a leaky ReLU of slope 0.2; 0 layers is a
+  linear map), each column of x standardised;
+- task k: g_k = h_k(s_{I_k}) + noise, with h_k a random tanh network of its group (8 hidden
+  units, standardised to unit variance), so that it depends on every coordinate of the group
+  and on no single direction alone; for classification, g_k is cut at its quantiles into
+  ``n_classes`` balanced classes 0, 1, ...
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .._validation import (
+    InvalidParameterError,
+    check_choice,
+    check_float,
+    check_int,
+    check_random_state,
+)
+from .sequences import _full_rank_matrix
+
+TASK_TYPES = ("regression", "classification")
+LEAKY_SLOPE = 0.2
+#: Hidden units of each task's random function h_k.
+TASK_HIDDEN = 8
+
+
+@dataclass(frozen=True)
+class TaskLatents:
+    """A simulated Layer-2 data set with its ground truth.
+
+    Attributes
+    ----------
+    obs : ndarray of shape (n_samples, obs_dim)
+    latents : ndarray of shape (n_samples, latent_dim)
+    tasks : ndarray of shape (n_samples, n_tasks)
+        Float targets; class labels 0, 1, ... (as floats) for classification tasks.
+    groups : tuple of int ndarrays
+        The latent coordinates each task depends on.
+    irrelevant : int ndarray
+        The coordinates no task depends on.
+    task_types : tuple of str
+    params : dict
+        The generator's arguments, ``random_state`` included.
+    """
+
+    obs: np.ndarray
+    latents: np.ndarray
+    tasks: np.ndarray
+    groups: tuple
+    irrelevant: np.ndarray
+    task_types: tuple
+    params: dict = field(default_factory=dict)
+
+    @property
+    def group_mask(self) -> np.ndarray:
+        """Bool array of shape (n_tasks, latent_dim): True where a task depends on a latent."""
+        mask = np.zeros((len(self.groups), self.latents.shape[1]), dtype=bool)
+        for k, group in enumerate(self.groups):
+            mask[k, group] = True
+        return mask
+
+    def save(self, path) -> None:
+        """Write the arrays to an ``.npz`` file (``groups`` as the (n_tasks, latent_dim) mask)."""
+        np.savez_compressed(
+            path,
+            obs=self.obs,
+            latents=self.latents,
+            tasks=self.tasks,
+            groups=self.group_mask,
+            irrelevant=self.irrelevant,
+            task_types=np.array(self.task_types),
+        )
+
+
+def make_task_latents(
+    n_samples: int = 10_000,
+    *,
+    group_sizes=(2, 2),
+    overlap: int = 0,
+    n_irrelevant: int = 2,
+    obs_dim: int = 12,
+    mixing_layers: int = 3,
+    task_type="regression",
+    n_classes: int = 3,
+    noise: float = 0.1,
+    random_state=None,
+) -> TaskLatents:
+    """Simulate observations of latent task groups (module docstring: the model).
+
+    Parameters
+    ----------
+    n_samples : int
+    group_sizes : sequence of int
+        Relevant latent coordinates of each task, shared ones included; one entry per task.
+    overlap : int
+        Coordinates shared by every task; each group must keep at least one of its own.
+    n_irrelevant : int
+        Latent coordinates no task depends on.
+    obs_dim : int
+        Width D of the observations; at least the latent dimension.
+    mixing_layers : int
+        Leaky-ReLU layers of the injective mixing; 0 gives a linear mixing.
+    task_type : {"regression", "classification"} or sequence of them, one per task
+    n_classes : int
+        Classes of a classification task (balanced, by quantiles).
+    noise : float
+        Standard deviation of the task noise, relative to the unit variance of h_k.
+    random_state : int, numpy Generator or None
+
+    Returns
+    -------
+    TaskLatents
+    """
+    n = check_int("n_samples", n_samples, minimum=2)
+    sizes = [check_int("group_sizes[]", s, minimum=1) for s in np.atleast_1d(group_sizes)]
+    if not sizes:
+        raise InvalidParameterError("group_sizes needs one entry per task, got none")
+    overlap = check_int("overlap", overlap, minimum=0)
+    if overlap >= min(sizes):
+        raise InvalidParameterError(
+            f"overlap={overlap} must be smaller than every group size {sizes}: each task "
+            "needs at least one coordinate of its own"
+        )
+    n_irrelevant = check_int("n_irrelevant", n_irrelevant, minimum=0)
+    d = overlap + sum(s - overlap for s in sizes) + n_irrelevant
+    D = check_int("obs_dim", obs_dim, minimum=1)
+    if D < d:
+        raise InvalidParameterError(
+            f"obs_dim={D} is smaller than the latent dimension {d}: the mixing would not be "
+            "injective"
+        )
+    layers = check_int("mixing_layers", mixing_layers, minimum=0)
+    types = _task_types(task_type, len(sizes))
+    n_classes = check_int("n_classes", n_classes, minimum=2)
+    noise = check_float("noise", noise, low=0.0)
+    rng = check_random_state(random_state)
+
+    groups, start = [], overlap
+    for size in sizes:
+        own = np.arange(start, start + size - overlap)
+        groups.append(np.concatenate([np.arange(overlap), own]).astype(np.intp))
+        start += size - overlap
+    irrelevant = np.arange(start, start + n_irrelevant, dtype=np.intp)
+
+    latents = rng.standard_normal((n, d))
+    obs = _mix(latents, D, layers, rng)
+    tasks = np.empty((n, len(sizes)))
+    for k, group in enumerate(groups):
+        score = _task_function(latents[:, group], rng) + noise * rng.standard_normal(n)
+        tasks[:, k] = _classes(score, n_classes) if types[k] == "classification" else score
+    params = dict(
+        n_samples=n,
+        group_sizes=tuple(sizes),
+        overlap=overlap,
+        n_irrelevant=n_irrelevant,
+        obs_dim=D,
+        mixing_layers=layers,
+        task_type=types,
+        n_classes=n_classes,
+        noise=noise,
+        random_state=random_state if not isinstance(random_state, np.random.Generator) else None,
+    )
+    return TaskLatents(obs, latents, tasks, tuple(groups), irrelevant, types, params)
+
+
+def _task_types(task_type, n_tasks: int) -> tuple:
+    types = [task_type] * n_tasks if isinstance(task_type, str) else list(task_type)
+    if len(types) != n_tasks:
+        raise InvalidParameterError(
+            f"task_type has {len(types)} entries for {n_tasks} tasks (one per group)"
+        )
+    for t in types:
+        check_choice("task_type", t, TASK_TYPES)
+    return tuple(types)
+
+
+def _mix(latents: np.ndarray, D: int, layers: int, rng) -> np.ndarray:
+    """Injective map R^d -> R^D: full-rank matrices with leaky ReLUs between them."""
+    d = latents.shape[1]
+    h = latents @ _full_rank_matrix(rng, D, d).T
+    for _ in range(layers):
+        h = np.where(h > 0, h, LEAKY_SLOPE * h)
+        h = h @ _full_rank_matrix(rng, D, D).T
+    return (h - h.mean(axis=0)) / h.std(axis=0)
+
+
+def _task_function(group_latents: np.ndarray, rng) -> np.ndarray:
+    """A random tanh network of the group's coordinates, standardised: (n,) values."""
+    size = group_latents.shape[1]
+    w = rng.normal(size=(TASK_HIDDEN, size)) * 1.5
+    b = rng.normal(size=TASK_HIDDEN) * 0.5
+    a = rng.choice([-1.0, 1.0], size=TASK_HIDDEN) * rng.uniform(0.5, 1.0, size=TASK_HIDDEN)
+    linear = rng.normal(size=size)
+    out = np.tanh(group_latents @ w.T + b) @ a + 0.5 * group_latents @ linear
+    return (out - out.mean()) / out.std()
+
+
+def _classes(score: np.ndarray, n_classes: int) -> np.ndarray:
+    cuts = np.quantile(score, np.arange(1, n_classes) / n_classes)
+    return np.searchsorted(cuts, score).astype(float)

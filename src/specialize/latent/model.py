@@ -1,0 +1,138 @@
+"""The PyTorch model behind :class:`specialize.SparseTaskVAE`.
+
+A Gaussian VAE (encoder q(z | x), decoder p(x | z), prior N(0, I)) with one head per task
+that reads the latent only through its row of a task-latent mask: head k sees m_k * z. With
+the l1 mask every head is 1-Lipschitz (spectral normalisation), so a mask entry bounds how much
+its coordinate can matter and the penalty cannot be undone by larger head weights.
+With ``gate="hard-concrete"`` the mask is a relaxed-l0 gate (Louizos et al., 2018) whose
+penalty is the expected number of open gates.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+#: Stretch interval and temperature of the hard-concrete gate (Louizos et al., 2018).
+GATE_LIMITS = (-0.1, 1.1)
+GATE_TEMPERATURE = 2.0 / 3.0
+
+
+def mlp(sizes: list[int]) -> nn.Sequential:
+    """Linear layers of ``sizes`` with SiLU between them (none after the last)."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(nn.SiLU())
+    return nn.Sequential(*layers)
+
+
+class TaskHead(nn.Module):
+    """Predicts one task from the masked latent: (batch, latent_dim) -> (batch, n_outputs).
+
+    With ``lipschitz``, every layer is spectrally normalised, so the head is 1-Lipschitz
+    (SiLU's slope is at most 1.1) and the mask alone sets how strongly a coordinate can move
+    the prediction (needed for an l1 mask; a hard-concrete gate is 0 or 1 and needs no bound).
+    """
+
+    def __init__(self, latent_dim: int, hidden: list[int], n_outputs: int, lipschitz: bool):
+        super().__init__()
+        sizes = [latent_dim, *hidden, n_outputs]
+        layers: list[nn.Module] = []
+        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+            linear = nn.Linear(a, b)
+            layers.append(spectral_norm(linear) if lipschitz else linear)
+            if i < len(sizes) - 2:
+                layers.append(nn.SiLU())
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, masked):
+        return self.net(masked)
+
+
+class SparseTaskVAEModule(nn.Module):
+    """VAE with task heads behind a task-latent mask.
+
+    Parameters
+    ----------
+    obs_dim : int
+    latent_dim : int
+    hidden_sizes : list of int
+        Widths of the encoder's hidden layers (the decoder mirrors them).
+    head_sizes : list of int
+        Widths of each task head's hidden layers.
+    task_outputs : list of int
+        Outputs of each head: 1 for regression, the number of classes for classification.
+    gate : {"l1", "hard-concrete"}
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        latent_dim: int,
+        hidden_sizes: list[int],
+        head_sizes: list[int],
+        task_outputs: list[int],
+        gate: str = "l1",
+    ):
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.gate = gate
+        self.encoder = mlp([obs_dim, *hidden_sizes, 2 * latent_dim])
+        self.decoder = mlp([latent_dim, *reversed(hidden_sizes), obs_dim])
+        self.log_noise = nn.Parameter(torch.zeros(()))  # decoder's log standard deviation
+        self.heads = nn.ModuleList(
+            TaskHead(latent_dim, head_sizes, k, lipschitz=gate == "l1") for k in task_outputs
+        )
+        n_tasks = len(task_outputs)
+        if gate == "l1":
+            self.mask = nn.Parameter(torch.ones(n_tasks, latent_dim))
+        else:  # log-alpha of each gate, started open
+            self.mask = nn.Parameter(torch.full((n_tasks, latent_dim), 3.0))
+        # a fixed support (True = usable); all usable until the support is selected
+        self.register_buffer("support", torch.ones(n_tasks, latent_dim, dtype=torch.bool))
+
+    def encode(self, x):
+        """Posterior mean and log-variance, each (batch, latent_dim)."""
+        mu, logvar = self.encoder(x).chunk(2, dim=-1)
+        return mu, logvar.clamp(-12.0, 8.0)
+
+    def effective_mask(self, sample: bool = False):
+        """Mask values (n_tasks, latent_dim) as the heads see them, zero off the support."""
+        if self.gate == "l1":
+            mask = self.mask
+        elif sample:
+            u = torch.rand_like(self.mask).clamp(1e-6, 1 - 1e-6)
+            s = torch.sigmoid((u.log() - (-u).log1p() + self.mask) / GATE_TEMPERATURE)
+            mask = _stretch(s)
+        else:
+            mask = _stretch(torch.sigmoid(self.mask))
+        return mask * self.support
+
+    def penalty(self):
+        """l1 norm of the mask, or the expected number of open hard-concrete gates."""
+        if self.gate == "l1":
+            return (self.mask * self.support).abs().sum()
+        low, high = GATE_LIMITS
+        shift = GATE_TEMPERATURE * math.log(-low / high)
+        return (torch.sigmoid(self.mask - shift) * self.support).sum()
+
+    def predict_tasks(self, z, sample: bool = False):
+        """Head outputs for latents z (batch, latent_dim): a list of (batch, n_outputs)."""
+        mask = self.effective_mask(sample)
+        return [head(z * mask[k]) for k, head in enumerate(self.heads)]
+
+    def forward(self, x, sample: bool = True):
+        """(mu, logvar, z, reconstruction, task outputs) of a batch x (batch, obs_dim)."""
+        mu, logvar = self.encode(x)
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if sample else mu
+        return mu, logvar, z, self.decoder(z), self.predict_tasks(z, sample)
+
+
+def _stretch(s):
+    low, high = GATE_LIMITS
+    return (s * (high - low) + low).clamp(0.0, 1.0)
