@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import json
 import os
 import platform
 import subprocess
@@ -30,8 +31,11 @@ def machine_info() -> dict:
         blas = f"{info.get('name')} {info.get('version')}"
     except Exception:  # noqa: BLE001 - informational only
         pass
-    threads = {k: os.environ[k] for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                                          "MKL_NUM_THREADS") if k in os.environ}
+    threads = {
+        k: os.environ[k]
+        for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+        if k in os.environ
+    }
     return {
         "platform": platform.platform(),
         "python": platform.python_version(),
@@ -73,10 +77,12 @@ def versions() -> dict:
 
 def source_state() -> dict:
     """Git commit of the checkout and a hash of any uncommitted change under src/."""
+
     def git(*args):
         try:
-            return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True,
-                                  text=True, check=True).stdout
+            return subprocess.run(
+                ["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True
+            ).stdout
         except (OSError, subprocess.CalledProcessError):
             return None
 
@@ -106,3 +112,11 @@ def run_header(args, **extra) -> dict:
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         **extra,
     }
+
+
+def write_results(path, record: dict) -> None:
+    """Write a benchmark's raw figures as JSON (creating the folder) and say where."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1))
+    print(f"raw figures written to {path}")

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import sys
 import time
 import types
@@ -36,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _environment import ROOT, load_average, run_header
+from _environment import ROOT, load_average, run_header, write_results
 
 sys.path.insert(0, str(ROOT / "tests"))
 
@@ -304,9 +303,7 @@ def main(argv=None) -> int:
         "wall_s": time.perf_counter() - started,
     }
     print(f"\ntotal wall time: {out['wall_s']:.1f} s; load avg at end: {load_average()}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1))
-    print(f"raw figures written to {args.out}")
+    write_results(args.out, out)
     return 0
 
 

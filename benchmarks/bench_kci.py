@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _environment import load_average, run_header  # noqa: E402
+from _environment import load_average, run_header, write_results  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MIB = 2**20
@@ -306,9 +306,8 @@ def main(argv=None) -> int:
     print_table(rows)
     out = {**header, "records": records, "summary": rows,
            "load_average_at_end": load_average(), "wall_s": time.perf_counter() - started}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1))
-    print(f"\nwall time {out['wall_s']:.0f} s; raw figures written to {args.out}")
+    print(f"\nwall time {out['wall_s']:.0f} s")
+    write_results(args.out, out)
     return 0
 
 

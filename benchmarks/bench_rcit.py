@@ -29,7 +29,6 @@ import contextlib
 import cProfile
 import dataclasses
 import importlib.metadata
-import json
 import pstats
 import sys
 import time
@@ -38,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _environment import ROOT, load_average, run_header, versions
+from _environment import ROOT, load_average, run_header, versions, write_results
 from specialize.ci.rcit import RCIT
 from specialize.datasets.sequences import make_task_sequences
 from specialize.structure.discover import discover_structure, sequence_ci_data
@@ -264,9 +263,7 @@ def main(argv=None) -> int:
         "load_average_at_end": load_average(),
         "wall_s": time.perf_counter() - started,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1))
-    print(f"\nraw figures written to {args.out}")
+    write_results(args.out, out)
     return 0
 
 

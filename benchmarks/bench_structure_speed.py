@@ -20,7 +20,6 @@ or without ``--quick`` for the full run; ``--out FILE.json`` writes every raw ti
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import tracemalloc
@@ -42,7 +41,7 @@ MIB = 2**20
 # --------------------------------------------------------------------------- environment
 
 
-from _environment import load_average, run_header  # noqa: E402
+from _environment import load_average, run_header, write_results  # noqa: E402
 
 # --------------------------------------------------------------------------- helpers
 
@@ -533,9 +532,7 @@ def run(args) -> int:
     print(f"\ntotal benchmark wall time: {out['wall_s']:.1f} s; load avg at end: "
           f"{load_average()}")
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(out, indent=1))
-        print(f"raw figures written to {args.out}")
+        write_results(args.out, out)
     return 0
 
 

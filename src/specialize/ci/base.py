@@ -293,11 +293,7 @@ class CITest(ABC):
         SingleCIResult
             ``statistic``, ``pvalue``, ``dof`` and ``n_samples`` of the test.
         """
-        data = CIData.from_arrays({"x": x, "y": y, "z": z})
-        if data.n_nodes < 2 or data.node_names[:2] != ("x", "y"):
-            raise DataValidationError("x and y must each have at least one column")
-        plan = TestPlan(((0,),), ((1,),), ((2,),) if data.n_nodes == 3 else ((),))
-        return self.run(data, plan)[0]
+        return self.run(*single_test(x, y, z))[0]
 
     def get_params(self) -> dict:
         """Constructor parameters, for recording in results."""
@@ -306,3 +302,12 @@ class CITest(ABC):
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"{type(self).__name__}({params})"
+
+
+def single_test(x, y, z=None) -> tuple[CIData, TestPlan]:
+    """The data and the one-test plan of ``x`` against ``y`` given ``z`` on plain arrays."""
+    data = CIData.from_arrays({"x": x, "y": y, "z": z})
+    if data.n_nodes < 2 or data.node_names[:2] != ("x", "y"):
+        raise DataValidationError("x and y must each have at least one column")
+    plan = TestPlan(((0,),), ((1,),), ((2,),) if data.n_nodes == 3 else ((),))
+    return data, plan

@@ -30,7 +30,7 @@ from ._knn import (
     restricted_permutations,
 )
 from ._random import generator_for, resolve_entropy, test_key
-from .base import CIData, CIResult, CITest, TestPlan
+from .base import CIData, CIResult, CITest, TestPlan, single_test
 
 #: Purpose codes of the seed convention (``_random.generator_for``).
 NOISE_PURPOSE = 0x636D6901  # per column: the tie-breaking noise
@@ -304,10 +304,7 @@ class CMIKnn(CITest):
             The same statistic and p-value as :meth:`test`, and what they were computed
             from.
         """
-        data = CIData.from_arrays({"x": x, "y": y, "z": z})
-        if data.n_nodes < 2 or data.node_names[:2] != ("x", "y"):
-            raise DataValidationError("x and y must each have at least one column")
-        plan = TestPlan(((0,),), ((1,),), ((2,),) if data.n_nodes == 3 else ((),))
+        data, plan = single_test(x, y, z)
         self._check_params()
         columns = np.arange(data.n_columns)
         _check_columns(data, columns, data.gather(columns))

@@ -26,10 +26,9 @@ from .._validation import (
     check_int,
     check_random_state,
 )
-from .sequences import _full_rank_matrix
+from .sequences import _full_rank_matrix, _leaky_relu
 
 TASK_TYPES = ("regression", "classification")
-LEAKY_SLOPE = 0.2
 #: Hidden units of each task's random function h_k.
 TASK_HIDDEN = 8
 
@@ -189,7 +188,7 @@ def _mix(latents: np.ndarray, D: int, layers: int, rng) -> np.ndarray:
     d = latents.shape[1]
     h = latents @ _full_rank_matrix(rng, D, d).T
     for _ in range(layers):
-        h = np.where(h > 0, h, LEAKY_SLOPE * h)
+        h = _leaky_relu(h)
         h = h @ _full_rank_matrix(rng, D, D).T
     return (h - h.mean(axis=0)) / h.std(axis=0)
 

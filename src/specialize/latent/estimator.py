@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -10,13 +11,17 @@ import numpy as np
 from .._validation import (
     DataValidationError,
     InvalidParameterError,
+    as_float_array,
     check_choice,
+    check_finite,
     check_float,
     check_int,
 )
 from ..ci._backend import resolve_device, torch_module
 from .checkpoint import TrainingCheckpoint
+from .model import SparseTaskVAEModule
 from .selection import select_supports
+from .training import TaskData
 
 GATES = ("l1", "hard-concrete")
 TASK_TYPES = ("regression", "classification")
@@ -280,8 +285,6 @@ class SparseTaskVAE:
         return types
 
     def _new_module(self, p: dict):
-        from .model import SparseTaskVAEModule
-
         outputs = [1 if c is None else len(c) for c in self.classes_]
         return SparseTaskVAEModule(
             self.n_features_in_,
@@ -293,7 +296,6 @@ class SparseTaskVAE:
         ).to(self.device_)
 
     def _fingerprint(self, X, G) -> str:
-        import hashlib
 
         h = hashlib.blake2b(digest_size=20)
         params = {k: v for k, v in self.get_params().items() if k not in ("progress", "checkpoint")}
@@ -357,13 +359,12 @@ class SparseTaskVAE:
     def task_scores(self, X, G) -> np.ndarray:
         """Per task: R^2 (regression) or accuracy (classification) on the labelled samples,
         ndarray of shape (n_tasks,)."""
-        self._check_fitted()
-        G = _check_targets(G, _check_obs(X, width=self.n_features_in_).shape[0])
+        prediction = self.predict(X)  # checks that the model is fitted and X
+        G = _check_targets(G, prediction.shape[0])
         if G.shape[1] != self.n_tasks_:
             raise DataValidationError(
                 f"G has {G.shape[1]} task columns; the model was fitted with {self.n_tasks_}"
             )
-        prediction = self.predict(X)
         scores = np.full(self.n_tasks_, np.nan)
         for k in range(self.n_tasks_):
             labelled = ~np.isnan(G[:, k])
@@ -474,9 +475,7 @@ _PARAM_NAMES = (
 
 
 def _check_obs(X, width: int | None = None) -> np.ndarray:
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2:
-        raise DataValidationError(f"X must have shape (n_samples, n_features); got {X.shape}")
+    X = as_float_array("X", X, ndims=(2,), shape_hint="(n_samples, n_features)")
     if width is not None and X.shape[1] != width:
         raise DataValidationError(
             f"X has {X.shape[1]} features but the model was fitted on {width}"
@@ -496,16 +495,12 @@ def _check_obs(X, width: int | None = None) -> np.ndarray:
 
 
 def _check_targets(G, n: int) -> np.ndarray:
-    G = np.asarray(G, dtype=np.float64)
+    G = as_float_array("G", G, ndims=(1, 2), shape_hint="(n_samples, n_tasks)")
     if G.ndim == 1:
         G = G[:, None]
-    if G.ndim != 2:
-        raise DataValidationError(f"G must have shape (n_samples, n_tasks); got {G.shape}")
     if G.shape[0] != n:
         raise DataValidationError(f"X has {n} samples but G has {G.shape[0]}")
-    if np.isinf(G).any():
-        i, j = np.argwhere(np.isinf(G))[0]
-        raise DataValidationError(f"G holds an infinite value at row {i}, task {j}")
+    check_finite("G", G, allow_nan=True)  # NaN marks a missing label
     return G
 
 
@@ -546,8 +541,6 @@ def _encode_targets(G: np.ndarray, types: list[str]):
 
 
 def _task_data(torch, x: np.ndarray, y: np.ndarray, device):
-    from .training import TaskData
-
     return TaskData(
         torch.as_tensor(x, dtype=torch.float32, device=device),
         torch.as_tensor(y, dtype=torch.float32, device=device),

@@ -21,37 +21,21 @@ GATE_LIMITS = (-0.1, 1.1)
 GATE_TEMPERATURE = 2.0 / 3.0
 
 
-def mlp(sizes: list[int]) -> nn.Sequential:
-    """Linear layers of ``sizes`` with SiLU between them (none after the last)."""
+def mlp(sizes: list[int], lipschitz: bool = False) -> nn.Sequential:
+    """Linear layers of ``sizes`` with SiLU between them (none after the last).
+
+    With ``lipschitz``, every layer is spectrally normalised, so the network is 1-Lipschitz
+    up to SiLU's largest slope (1.1). A task head behind an l1 mask needs this: the mask then
+    alone sets how strongly a coordinate can move the prediction (a hard-concrete gate is 0 or
+    1 and needs no bound).
+    """
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-        layers.append(nn.Linear(a, b))
+        linear = nn.Linear(a, b)
+        layers.append(spectral_norm(linear) if lipschitz else linear)
         if i < len(sizes) - 2:
             layers.append(nn.SiLU())
     return nn.Sequential(*layers)
-
-
-class TaskHead(nn.Module):
-    """Predicts one task from the masked latent: (batch, latent_dim) -> (batch, n_outputs).
-
-    With ``lipschitz``, every layer is spectrally normalised, so the head is 1-Lipschitz
-    (SiLU's slope is at most 1.1) and the mask alone sets how strongly a coordinate can move
-    the prediction (needed for an l1 mask; a hard-concrete gate is 0 or 1 and needs no bound).
-    """
-
-    def __init__(self, latent_dim: int, hidden: list[int], n_outputs: int, lipschitz: bool):
-        super().__init__()
-        sizes = [latent_dim, *hidden, n_outputs]
-        layers: list[nn.Module] = []
-        for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-            linear = nn.Linear(a, b)
-            layers.append(spectral_norm(linear) if lipschitz else linear)
-            if i < len(sizes) - 2:
-                layers.append(nn.SiLU())
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, masked):
-        return self.net(masked)
 
 
 class SparseTaskVAEModule(nn.Module):
@@ -85,8 +69,8 @@ class SparseTaskVAEModule(nn.Module):
         self.encoder = mlp([obs_dim, *hidden_sizes, 2 * latent_dim])
         self.decoder = mlp([latent_dim, *reversed(hidden_sizes), obs_dim])
         self.log_noise = nn.Parameter(torch.zeros(()))  # decoder's log standard deviation
-        self.heads = nn.ModuleList(
-            TaskHead(latent_dim, head_sizes, k, lipschitz=gate == "l1") for k in task_outputs
+        self.heads = nn.ModuleList(  # head k: (batch, latent_dim) -> (batch, outputs k)
+            mlp([latent_dim, *head_sizes, k], lipschitz=gate == "l1") for k in task_outputs
         )
         n_tasks = len(task_outputs)
         if gate == "l1":

@@ -301,13 +301,7 @@ def block_r2_scores(z, relevant_dims, latents, groups, irrelevant, **block_r2_kw
             f"z has {z.shape[0]} rows but latents has {s.shape[0]}; they must hold the same samples"
         )
     d_hat, d = z.shape[1], s.shape[1]
-    dims_list = _per_task("relevant_dims", relevant_dims)
-    group_list = _per_task("groups", groups)
-    if len(dims_list) != len(group_list):
-        raise DataValidationError(
-            f"relevant_dims has {len(dims_list)} entries but groups has {len(group_list)}; "
-            "give one per task"
-        )
+    dims_list, group_list = _per_task_pair("relevant_dims", relevant_dims, groups)
     dims_list = [
         _indices(f"relevant_dims[{k}] (task {k})", dims, size=d_hat, of="z")
         for k, dims in enumerate(dims_list)
@@ -598,13 +592,7 @@ def support_recovery(selected, groups, matching) -> list:
             f"learned coordinate {v} is matched to several true coordinates "
             f"{np.flatnonzero(match == v).tolist()}; a matching is one to one"
         )
-    sel_list = _per_task("selected", selected)
-    group_list = _per_task("groups", groups)
-    if len(sel_list) != len(group_list):
-        raise DataValidationError(
-            f"selected has {len(sel_list)} entries but groups has {len(group_list)}; "
-            "give one per task"
-        )
+    sel_list, group_list = _per_task_pair("selected", selected, groups)
     d = match.size
     results = []
     for k, (sel, group) in enumerate(zip(sel_list, group_list, strict=True)):
@@ -641,6 +629,16 @@ def _as_2d(name: str, array, shape_hint: str, *, allow_no_columns: bool = False)
             return np.zeros(raw.shape, dtype=np.float64)
     out = as_float_array(name, array, ndims=(1, 2), shape_hint=shape_hint)
     return out[:, None] if out.ndim == 1 else out
+
+
+def _per_task_pair(name: str, value, groups) -> tuple[list, list]:
+    """``value`` and ``groups`` split per task, with one entry each per task."""
+    values, group_list = _per_task(name, value), _per_task("groups", groups)
+    if len(values) != len(group_list):
+        raise DataValidationError(
+            f"{name} has {len(values)} entries but groups has {len(group_list)}; give one per task"
+        )
+    return values, group_list
 
 
 def _per_task(name: str, value) -> list:
