@@ -148,7 +148,7 @@ def test_help_documents_every_option(command):
 
 
 def test_demo_runs_and_writes_its_outputs(tmp_path):
-    done = run("demo", "--out", str(tmp_path / "demo"), "--n-samples", "3000")
+    done = run("demo", "--out", str(tmp_path / "demo"), "--n-samples", "3000", "--no-latents")
     assert done.returncode == 0, done.stderr
     assert "recovered | truth" in done.stdout and "F1" in done.stdout
     assert (tmp_path / "demo" / "structure.png").exists()

@@ -148,6 +148,23 @@ def test_auto_records_its_path(data):
     )
 
 
+def test_choice_of_weight_when_the_tasks_disagree():
+    from specialize.latent.selection import _choose
+
+    def entry(weight, losses):
+        return {"sparsity": weight, "valid_task_losses": losses}
+
+    path = [entry(0.0, [1.0, 1.0]), entry(0.1, [1.04, 1.03]), entry(0.3, [1.2, 1.0])]
+    assert _choose(path, 0.05)["sparsity"] == 0.1
+    # each task is best at a different weight and no weight keeps both within 5 %:
+    # the weight with the smallest worst ratio (1.5) is chosen, never an error
+    path = [entry(0.0, [1.0, 3.0]), entry(0.1, [1.5, 1.5]), entry(0.3, [3.0, 1.0])]
+    assert _choose(path, 0.05)["sparsity"] == 0.1
+    # ties in the widened tolerance go to the larger weight
+    path = [entry(0.0, [1.0, 2.0]), entry(0.1, [2.0, 1.0])]
+    assert _choose(path, 0.05)["sparsity"] == 0.1
+
+
 def test_threshold_support_rule():
     mask = np.array([[1.0, 0.09, 0.1, -0.5], [0.0, 0.0, 0.0, 0.0]])
     support = threshold_support(mask, 0.1)

@@ -1,4 +1,4 @@
-"""The ``specialize`` command line: simulate, discover, demo.
+"""The ``specialize`` command line: simulate, discover, fit-latents, transform, demo.
 
 Every error in the user's input ends the command with a one-line message on stderr and exit
 status 2, never a traceback.
@@ -19,10 +19,13 @@ from .ci.registry import available_ci_tests
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
-    help="Task structure of sequences from conditional-independence tests (Layer 1).",
+    help="Task structure of sequences from conditional-independence tests (Layer 1) and "
+    "specialist latents from a sparse task-latent VAE (Layer 2).",
 )
 
 EXIT_USAGE = 2
+#: Most epochs of each training stage in the demo's Layer-2 part (under a minute in all).
+DEMO_LATENT_EPOCHS = 30
 
 
 @contextmanager
@@ -209,13 +212,125 @@ def discover(
             typer.echo(f"wrote {plot}")
 
 
+@app.command("fit-latents")
+def fit_latents(
+    data: Path = typer.Argument(
+        ...,
+        help="An .npz file with 'obs' (n, D) and 'tasks' (n, M), NaN marking a missing label; "
+        "optional: 'task_types', and the truth 'latents', 'groups' (M, d) and 'irrelevant'.",
+    ),
+    out: Path = typer.Option(..., "--out", help="Folder for the model, report.json, mask.png."),
+    latent_dim: int | None = typer.Option(
+        None, help="Width of z (at least the number of tasks); default: the estimator's."
+    ),
+    sparsity: str = typer.Option(
+        "auto", help="Mask penalty: a number >= 0 (0: none) or auto (chosen along a path)."
+    ),
+    epochs: int | None = typer.Option(
+        None, help="Most epochs per training stage; default: the estimator's."
+    ),
+    batch_size: int | None = typer.Option(
+        None, help="Samples per mini-batch; default: the estimator's."
+    ),
+    gate: str | None = typer.Option(None, help="l1 or hard-concrete; default: the estimator's."),
+    beta: float | None = typer.Option(
+        None, help="Weight of the KL term; default: the estimator's."
+    ),
+    device: str = typer.Option("auto", help="auto (CUDA if available), cpu or cuda."),
+    random_state: int = typer.Option(0, help="Seed of the split, the weights and the batches."),
+    checkpoint: Path | None = typer.Option(
+        None, help="File of training state; rerun the same command to resume an interrupted fit."
+    ),
+    progress: bool | None = typer.Option(
+        None,
+        "--progress/--no-progress",
+        help="Progress bar on stderr; default: when stderr is a terminal.",
+    ),
+):
+    """Train a SparseTaskVAE: each task's specialist latent dims from a generalist VAE.
+
+    Writes the model (reload it with SparseTaskVAE.load), report.json (mask, selected dims, sparsity path, validation losses; block R^2, support recovery and MCC when the file holds 'latents' and 'groups') and mask.png.
+    """  # noqa: E501 - typer shows a docstring's lines as they are
+    import time
+
+    from .latent import SparseTaskVAE
+    from .latent.report import (
+        format_summary,
+        latent_report,
+        load_latent_file,
+        plot_task_mask,
+        write_report,
+    )
+
+    with _user_errors():
+        f = load_latent_file(data)
+        optional = dict(
+            latent_dim=latent_dim, epochs=epochs, batch_size=batch_size, gate=gate, beta=beta
+        )
+        model = SparseTaskVAE(
+            sparsity=_parse_sparsity(sparsity),
+            task_types=f.task_types,
+            device=device,
+            random_state=random_state,
+            progress=progress,
+            checkpoint=checkpoint,
+            **{k: v for k, v in optional.items() if v is not None},
+        )
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {out} is a file; give a folder for the model")
+        start = time.perf_counter()
+        model.fit(f.obs, f.tasks)
+        seconds = time.perf_counter() - start
+        model.save(out)
+        report = latent_report(model, f, seconds, source=data.name)
+        write_report(report, out / "report.json")
+        plot_task_mask(model.task_mask_, model.relevant_dims_, out / "mask.png")
+    typer.echo(format_summary(report))
+    typer.echo(f"wrote {out}: the model, report.json and mask.png")
+
+
+@app.command()
+def transform(
+    model_dir: Path = typer.Argument(..., help="A model folder written by fit-latents."),
+    data: Path = typer.Argument(..., help="An .npz file with 'obs' (n, D)."),
+    out: Path = typer.Option(..., "--out", help="The .npy file to write."),
+    task: int | None = typer.Option(
+        None,
+        metavar="K",
+        help="Write task K's specialist latent (n, its number of dims); "
+        "default: the full posterior means (n, latent_dim).",
+    ),
+    device: str = typer.Option("auto", help="auto (CUDA if available), cpu or cuda."),
+):
+    """Encode observations with a trained model: a task's specialist latent or the whole z."""
+    import numpy as np
+
+    from .latent import SparseTaskVAE
+    from .latent.report import load_latent_file
+
+    with _user_errors():
+        model = SparseTaskVAE.load(model_dir, device=device)
+        f = load_latent_file(data, with_tasks=False)
+        z = _encode(model, f, task, model_dir)
+        with open(out, "wb") as handle:
+            np.save(handle, z)
+    what = "z" if task is None else f"task {task}'s dims {model.relevant_dims_[task].tolist()} of z"
+    typer.echo(f"wrote {out}: {what}, shape {z.shape}")
+
+
 @app.command()
 def demo(
     out: Path = typer.Option(Path("specialize-demo"), "--out", help="Folder for the PNG and JSON."),
     n_samples: int = typer.Option(10_000, help="Number of simulated sequences."),
     random_state: int = typer.Option(0, help="Seed of the simulation."),
+    latents: bool = typer.Option(
+        True,
+        "--latents/--no-latents",
+        help="Also run Layer 2: fit a SparseTaskVAE to simulated task latents (about a minute).",
+    ),
+    latent_samples: int = typer.Option(4000, help="Number of samples of the Layer-2 part."),
 ):
-    """Simulate a data set, recover its task structure, compare with the truth, plot it."""
+    """Simulate data, recover its task structure (Layer 1) and task latents (Layer 2), compare with the truth, plot both."""  # noqa: E501
     import time
 
     from .datasets import make_task_sequences
@@ -255,8 +370,89 @@ def demo(
         )
         typer.echo(
             f"\nwrote {out / 'structure.png'} and {out / 'structure.json'} "
-            f"({time.perf_counter() - start:.1f} s in all)"
+            f"({time.perf_counter() - start:.1f} s)"
         )
+        if latents:
+            _demo_latents(out, latent_samples, random_state)
+            typer.echo(f"\n{time.perf_counter() - start:.1f} s in all")
+
+
+def _demo_latents(out: Path, n_samples: int, seed: int) -> None:
+    """The demo's Layer 2: simulate task latents, fit a SparseTaskVAE, score, plot."""
+    import time
+
+    from .datasets import make_task_latents
+    from .latent import SparseTaskVAE
+    from .latent.report import format_summary, latent_report, plot_task_mask, write_report
+
+    data = make_task_latents(n_samples=n_samples, random_state=seed)
+    groups = ", ".join(f"task {k} {list(map(int, g))}" for k, g in enumerate(data.groups))
+    typer.echo(
+        f"\nLayer 2: {n_samples} samples of {data.obs.shape[1]}-dim observations mixing "
+        f"{data.latents.shape[1]} latents (seed {seed}); true groups: {groups}, "
+        f"irrelevant {list(map(int, data.irrelevant))}."
+    )
+    model = SparseTaskVAE(
+        latent_dim=data.latents.shape[1],
+        epochs=DEMO_LATENT_EPOCHS,
+        random_state=seed,
+        progress=False,
+    )
+    source = f"make_task_latents(n_samples={n_samples}, random_state={seed})"
+    with _one_thread():
+        start = time.perf_counter()
+        model.fit(data.obs, data.tasks)
+        report = latent_report(model, data, time.perf_counter() - start, source=source)
+    typer.echo(format_summary(report))
+    plot_task_mask(model.task_mask_, model.relevant_dims_, out / "latent-mask.png")
+    write_report(report, out / "latents.json")
+    typer.echo(f"wrote {out / 'latent-mask.png'} and {out / 'latents.json'}")
+
+
+@contextmanager
+def _one_thread():
+    """PyTorch and BLAS on one thread each, restored afterwards.
+
+    The demo's layers and kernel-ridge fits are small: extra threads gain little, and on a
+    machine whose cores are busy with other work they slow the demo down tenfold.
+    """
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _parse_sparsity(text: str):
+    """The --sparsity option as the estimator takes it: "auto" or a float."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"--sparsity must be 'auto' or a number >= 0; got {text!r}") from None
+
+
+def _encode(model, f, task: int | None, model_dir: Path):
+    """The posterior means of ``f.obs`` (n, latent_dim), or task ``task``'s dims of them."""
+    if f.obs.shape[1] != model.n_features_in_:
+        raise ValueError(
+            f"'obs' in {f.path} has {f.obs.shape[1]} columns but the model in {model_dir} "
+            f"was fitted on {model.n_features_in_}"
+        )
+    if task is None:
+        return model.transform(f.obs)
+    if not 0 <= task < model.n_tasks_:
+        raise ValueError(
+            f"--task {task} is out of range: the model has {model.n_tasks_} tasks "
+            f"(0 to {model.n_tasks_ - 1})"
+        )
+    return model.transform_task(f.obs, task)
 
 
 def _parse_test_params(items: list[str]) -> dict:

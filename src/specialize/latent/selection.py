@@ -8,7 +8,8 @@
   weight's thresholded supports are refitted (fixed, unpenalised) from that weight's model
   and scored by their held-out task losses. The selected weight is the largest whose refit
   keeps every task's held-out loss within ``(1 + tolerance)`` of that task's best over the
-  path and the warm-up; its refitted model is the result.
+  path and the warm-up (widened to the smallest worst ratio of any weight when the tasks'
+  best losses lie at different weights); its refitted model is the result.
 """
 
 from __future__ import annotations
@@ -105,9 +106,16 @@ def select_supports(
 
 
 def _choose(path: list, tolerance: float) -> dict:
+    """The largest weight whose every task loss is within ``1 + tolerance`` of that task's best.
+
+    When the tasks' best losses lie at different weights and no entry keeps all of them within
+    the tolerance, the tolerance widens to the smallest worst ratio any entry reaches.
+    """
     losses = np.array([entry["valid_task_losses"] for entry in path])
-    limit = losses.min(axis=0) * (1.0 + tolerance)
-    feasible = [entry for entry, row in zip(path, losses, strict=True) if np.all(row <= limit)]
+    best = np.maximum(losses.min(axis=0), np.finfo(float).tiny)
+    worst = (losses / best).max(axis=1)  # each entry's largest ratio to a task's best
+    allowed = max(1.0 + tolerance, worst.min())
+    feasible = [entry for entry, w in zip(path, worst, strict=True) if w <= allowed]
     return max(feasible, key=lambda entry: entry["sparsity"])
 
 

@@ -76,20 +76,17 @@ def loss_terms(
         noise + 0.5 * math.log(2 * math.pi)
     )
     kl = 0.5 * (mu**2 + logvar.exp() - 1.0 - logvar).sum(1)
-    task_losses = []
+    labelled = ~torch.isnan(batch.y)
+    per_sample = []
     for k, out in enumerate(outputs):
-        target = batch.y[:, k]
-        labelled = ~torch.isnan(target)
-        count = labelled.sum()
-        if count == 0:
-            task_losses.append(out.sum() * 0.0)
-            continue
         if classification[k]:
-            per = F.cross_entropy(out[labelled], target[labelled].long(), reduction="sum")
+            target = batch.y[:, k].nan_to_num(-1.0).long()  # -1: ignored by cross_entropy
+            per_sample.append(F.cross_entropy(out, target, ignore_index=-1, reduction="none"))
         else:
-            per = 0.5 * ((out[labelled, 0] - target[labelled]) ** 2).sum()
-        task_losses.append(per / count)
-    return recon.mean(), kl.mean(), torch.stack(task_losses)
+            per_sample.append(0.5 * (out[:, 0] - batch.y[:, k].nan_to_num()) ** 2)
+    per_sample = torch.stack(per_sample, 1) * labelled  # (batch, n_tasks), 0 where unlabelled
+    task_losses = per_sample.sum(0) / labelled.sum(0).clamp_min(1)
+    return recon.mean(), kl.mean(), task_losses
 
 
 def evaluate(
