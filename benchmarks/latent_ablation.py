@@ -32,7 +32,14 @@ def run_one(seed: int, setting: str, args) -> dict:
     )
     sparsity = "auto" if setting == "auto" else float(setting)
     model = SparseTaskVAE(
-        6, sparsity=sparsity, gate=args.gate, epochs=args.epochs, random_state=seed, progress=False
+        6,
+        sparsity=sparsity,
+        gate=args.gate,
+        align=not args.no_align,
+        head_lipschitz=args.head_lipschitz,
+        epochs=args.epochs,
+        random_state=seed,
+        progress=False,
     )
     started = time.perf_counter()
     model.fit(data.obs, data.tasks)
@@ -46,6 +53,8 @@ def run_one(seed: int, setting: str, args) -> dict:
         "seed": seed,
         "setting": setting,
         "gate": args.gate,
+        "align": not args.no_align,
+        "head_lipschitz": args.head_lipschitz,
         "seconds": seconds,
         "sparsity_selected": model.sparsity_,
         "tasks": [
@@ -65,6 +74,10 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--settings", nargs="+", default=["0", "0.03", "0.1", "auto"])
     parser.add_argument("--gate", default="l1", choices=["l1", "hard-concrete"])
+    parser.add_argument(
+        "--no-align", action="store_true", help="skip the rotation of the latent (the paper's way)"
+    )
+    parser.add_argument("--head-lipschitz", type=float, default=1.0)
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--threads", type=int, default=2)

@@ -62,6 +62,28 @@ def test_tasks_depend_on_their_group_only():
             assert heldout_r2(ds.latents[:, kept], ds.tasks[:, k]) < 0.85
 
 
+def _best_single_direction_r2(group_latents, task, n_angles=90, n_bins=40):
+    """Largest share of the task's variance any one direction of a 2-d group explains."""
+    best = 0.0
+    for angle in np.linspace(0, np.pi, n_angles, endpoint=False):
+        u = group_latents @ np.array([np.cos(angle), np.sin(angle)])
+        edges = np.quantile(u, np.linspace(0, 1, n_bins + 1))
+        bins = np.clip(np.searchsorted(edges, u) - 1, 0, n_bins - 1)
+        means = np.bincount(bins, task, n_bins) / np.bincount(bins, minlength=n_bins)
+        best = max(best, 1 - np.var(task - means[bins]) / np.var(task))
+    return best
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_every_direction_of_a_group_matters(seed):
+    # a task explained by one direction of its group leaves the rest of the group
+    # unidentifiable from the task; the generator keeps each direction's share near 1/|group|
+    data = make_task_latents(4000, noise=0.0, random_state=seed)
+    for k, group in enumerate(data.groups):
+        share = _best_single_direction_r2(data.latents[:, group], data.tasks[:, k])
+        assert 0.4 < share < 0.65, (k, share)
+
+
 def test_classification_tasks_are_balanced_labels():
     ds = make_task_latents(
         900, task_type=["classification", "regression"], n_classes=3, random_state=0

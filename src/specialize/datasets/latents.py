@@ -7,10 +7,11 @@ The generative model (DESIGN.md, section 4):
 - observations x = f(s), with f an injective leaky-ReLU MLP (``mixing_layers`` hidden
   layers, each a full-rank matrix followed by a leaky ReLU of slope 0.2; 0 layers is a
   linear map), each column of x standardised;
-- task k: g_k = h_k(s_{I_k}) + noise, with h_k a random tanh network of its group (8 hidden
-  units, standardised to unit variance), so that it depends on every coordinate of the group
-  and on no single direction alone; for classification, g_k is cut at its quantiles into
-  ``n_classes`` balanced classes 0, 1, ...
+- task k: g_k = h_k(s_{I_k}) + noise, with h_k a sum of random non-monotone tanh networks of
+  the coordinates of a random rotation of its group (standardised to unit variance), so that
+  it depends on every direction of the group and no single direction explains much more than
+  1 / |I_k| of it; for classification, g_k is cut at its quantiles into ``n_classes``
+  balanced classes 0, 1, ...
 """
 
 from __future__ import annotations
@@ -19,18 +20,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .._targets import per_task_types
 from .._validation import (
     InvalidParameterError,
-    check_choice,
     check_float,
     check_int,
     check_random_state,
 )
 from .sequences import _full_rank_matrix, _leaky_relu
 
-TASK_TYPES = ("regression", "classification")
-#: Hidden units of each task's random function h_k.
-TASK_HIDDEN = 8
+#: Hidden units of the random function of each rotated group coordinate.
+TASK_HIDDEN = 4
+#: Weight of the linear trend in each coordinate's part, against its unit-variance nonlinear rest.
+TASK_LINEAR = 0.5
 
 
 @dataclass(frozen=True)
@@ -139,7 +141,7 @@ def make_task_latents(
             "injective"
         )
     layers = check_int("mixing_layers", mixing_layers, minimum=0)
-    types = _task_types(task_type, len(sizes))
+    types = tuple(per_task_types("task_type", task_type, len(sizes), "tasks (one per group)"))
     n_classes = check_int("n_classes", n_classes, minimum=2)
     noise = check_float("noise", noise, low=0.0)
     rng = check_random_state(random_state)
@@ -172,17 +174,6 @@ def make_task_latents(
     return TaskLatents(obs, latents, tasks, tuple(groups), irrelevant, types, params)
 
 
-def _task_types(task_type, n_tasks: int) -> tuple:
-    types = [task_type] * n_tasks if isinstance(task_type, str) else list(task_type)
-    if len(types) != n_tasks:
-        raise InvalidParameterError(
-            f"task_type has {len(types)} entries for {n_tasks} tasks (one per group)"
-        )
-    for t in types:
-        check_choice("task_type", t, TASK_TYPES)
-    return tuple(types)
-
-
 def _mix(latents: np.ndarray, D: int, layers: int, rng) -> np.ndarray:
     """Injective map R^d -> R^D: full-rank matrices with leaky ReLUs between them."""
     d = latents.shape[1]
@@ -194,14 +185,28 @@ def _mix(latents: np.ndarray, D: int, layers: int, rng) -> np.ndarray:
 
 
 def _task_function(group_latents: np.ndarray, rng) -> np.ndarray:
-    """A random tanh network of the group's coordinates, standardised: (n,) values."""
+    """A random function of the whole group, standardised: (n,) values.
+
+    The group is rotated at random, u = Q^T s; each rotated coordinate u_j gets a random
+    non-monotone tanh network whose linear trend is cut to ``TASK_LINEAR`` of its variance, and
+    the parts are summed. No single direction of the group then explains much more than
+    1 / |group| of the task's variance (a near-linear task would depend on one direction only
+    and leave the rest of its group unidentifiable).
+    """
     size = group_latents.shape[1]
-    w = rng.normal(size=(TASK_HIDDEN, size)) * 1.5
-    b = rng.normal(size=TASK_HIDDEN) * 0.5
-    a = rng.choice([-1.0, 1.0], size=TASK_HIDDEN) * rng.uniform(0.5, 1.0, size=TASK_HIDDEN)
-    linear = rng.normal(size=size)
-    out = np.tanh(group_latents @ w.T + b) @ a + 0.5 * group_latents @ linear
-    return (out - out.mean()) / out.std()
+    q, _ = np.linalg.qr(rng.normal(size=(size, size)))
+    rotated = group_latents @ q
+    total = np.zeros(len(group_latents))
+    for u in rotated.T:
+        slope = rng.uniform(0.5, 1.5, TASK_HIDDEN) * rng.choice([-1.0, 1.0], TASK_HIDDEN)
+        bias = rng.normal(size=TASK_HIDDEN)
+        weight = rng.choice([-1.0, 1.0], TASK_HIDDEN) * rng.uniform(0.5, 1.0, TASK_HIDDEN)
+        part = np.tanh(u[:, None] * slope + bias) @ weight
+        part -= part.mean()
+        part -= (part @ u) / (u @ u) * u
+        part = part / part.std() + TASK_LINEAR * rng.choice([-1.0, 1.0]) * u
+        total += part / part.std()
+    return (total - total.mean()) / total.std()
 
 
 def _classes(score: np.ndarray, n_classes: int) -> np.ndarray:

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .._params import ConstructorParams
+from .._targets import check_task_targets, encode_targets, resolve_task_types
 from .._validation import (
     DataValidationError,
     InvalidParameterError,
     as_float_array,
     check_choice,
-    check_finite,
     check_float,
     check_int,
 )
@@ -24,15 +25,12 @@ from .selection import select_supports
 from .training import TaskData
 
 GATES = ("l1", "hard-concrete")
-TASK_TYPES = ("regression", "classification")
-#: Largest number of distinct integer values for which a task is inferred to be a class label.
-MAX_INFERRED_CLASSES = 10
 #: Penalty weights tried by ``sparsity="auto"`` (per sample, in units of the task losses).
 DEFAULT_PATH = (0.01, 0.03, 0.1, 0.3)
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
-class SparseTaskVAE:
+class SparseTaskVAE(ConstructorParams):
     """A VAE whose task heads read the latent only through a sparse task-latent mask.
 
     The encoder q(z | x) and decoder p(x | z) form a Gaussian VAE with prior N(0, I); head k
@@ -54,6 +52,16 @@ class SparseTaskVAE:
     gate : {"l1", "hard-concrete"}
         The paper's l1 mask, or a relaxed-l0 hard-concrete gate (Louizos et al., 2018) whose
         penalty is the expected number of open gates.
+    align : bool
+        Before the penalty, rotate the latent so that the directions each task's head reads
+        become coordinates (joint diagonalisation of the heads' gradient outer products,
+        :mod:`specialize.latent.alignment`), then retrain the heads. The VAE's prior and
+        likelihood do not change under the rotation; the penalty then only has to choose
+        coordinates, not also a basis. Not used with ``sparsity=0``.
+    head_lipschitz : float
+        Head k reads ``head_lipschitz * m_k * z``; with the l1 mask every head is
+        1-Lipschitz, so a mask entry of 1 lets its coordinate move the prediction by at most
+        ``head_lipschitz`` (standardised target units per latent unit).
     hidden_sizes, head_sizes : sequence of int
         Hidden widths of the encoder (mirrored by the decoder) and of each task head.
     epochs : int
@@ -110,6 +118,8 @@ class SparseTaskVAE:
         sparsity="auto",
         beta: float = 1.0,
         gate: str = "l1",
+        align: bool = True,
+        head_lipschitz: float = 1.0,
         hidden_sizes=(64, 64),
         head_sizes=(32, 32),
         epochs: int = 200,
@@ -130,6 +140,8 @@ class SparseTaskVAE:
         self.sparsity = sparsity
         self.beta = beta
         self.gate = gate
+        self.align = align
+        self.head_lipschitz = head_lipschitz
         self.hidden_sizes = hidden_sizes
         self.head_sizes = head_sizes
         self.epochs = epochs
@@ -145,18 +157,6 @@ class SparseTaskVAE:
         self.random_state = random_state
         self.progress = progress
         self.checkpoint = checkpoint
-
-    # ------------------------------------------------------------------ parameters
-    def get_params(self, deep: bool = True) -> dict:
-        """The constructor's arguments, as given (scikit-learn convention)."""
-        return {name: getattr(self, name) for name in _PARAM_NAMES}
-
-    def set_params(self, **params) -> SparseTaskVAE:
-        for name, value in params.items():
-            if name not in _PARAM_NAMES:
-                raise InvalidParameterError(f"SparseTaskVAE has no parameter {name!r}")
-            setattr(self, name, value)
-        return self
 
     def _validated(self) -> dict:
         p = {
@@ -179,7 +179,13 @@ class SparseTaskVAE:
                 low_inclusive=False,
             ),
             "patience": check_int("patience", self.patience, minimum=1),
+            "head_lipschitz": check_float(
+                "head_lipschitz", self.head_lipschitz, low=0.0, low_inclusive=False
+            ),
         }
+        if not isinstance(self.align, (bool, np.bool_)):
+            raise InvalidParameterError(f"align must be True or False, got {self.align!r}")
+        p["align"] = bool(self.align)
         check_choice("gate", self.gate, GATES)
         p["hidden_sizes"] = [check_int("hidden_sizes[]", h, minimum=1) for h in self.hidden_sizes]
         p["head_sizes"] = [check_int("head_sizes[]", h, minimum=1) for h in self.head_sizes]
@@ -209,15 +215,15 @@ class SparseTaskVAE:
         torch = torch_module()
         p = self._validated()
         X = _check_obs(X)
-        G = _check_targets(G, X.shape[0])
+        G = check_task_targets(G, X.shape[0])
         n, n_tasks = G.shape
         if p["latent_dim"] < n_tasks:
             raise InvalidParameterError(
                 f"latent_dim={p['latent_dim']} is smaller than the number of tasks ({n_tasks}): "
                 "every task needs at least one latent coordinate of its own"
             )
-        self.task_types_ = self._task_types(G)
-        encoded, self.classes_, self.target_mean_, self.target_scale_ = _encode_targets(
+        self.task_types_ = resolve_task_types(self.task_types, G)
+        encoded, self.classes_, self.target_mean_, self.target_scale_ = encode_targets(
             G, self.task_types_
         )
         self.obs_mean_ = X.mean(axis=0)
@@ -267,23 +273,6 @@ class SparseTaskVAE:
         self.relevant_dims_ = [np.flatnonzero(row) for row in support]
         return self
 
-    def _task_types(self, G: np.ndarray) -> list[str]:
-        n_tasks = G.shape[1]
-        if self.task_types is None:
-            return [_infer_task_type(G[:, k]) for k in range(n_tasks)]
-        types = (
-            [self.task_types] * n_tasks
-            if isinstance(self.task_types, str)
-            else list(self.task_types)
-        )
-        if len(types) != n_tasks:
-            raise InvalidParameterError(
-                f"task_types has {len(types)} entries but G has {n_tasks} task columns"
-            )
-        for t in types:
-            check_choice("task_types[]", t, TASK_TYPES)
-        return types
-
     def _new_module(self, p: dict):
         outputs = [1 if c is None else len(c) for c in self.classes_]
         return SparseTaskVAEModule(
@@ -293,6 +282,7 @@ class SparseTaskVAE:
             p["head_sizes"],
             outputs,
             gate=self.gate,
+            head_gain=p["head_lipschitz"],
         ).to(self.device_)
 
     def _fingerprint(self, X, G) -> str:
@@ -360,7 +350,7 @@ class SparseTaskVAE:
         """Per task: R^2 (regression) or accuracy (classification) on the labelled samples,
         ndarray of shape (n_tasks,)."""
         prediction = self.predict(X)  # checks that the model is fitted and X
-        G = _check_targets(G, prediction.shape[0])
+        G = check_task_targets(G, prediction.shape[0])
         if G.shape[1] != self.n_tasks_:
             raise DataValidationError(
                 f"G has {G.shape[1]} task columns; the model was fitted with {self.n_tasks_}"
@@ -451,29 +441,6 @@ class SparseTaskVAE:
         return model
 
 
-_PARAM_NAMES = (
-    "latent_dim",
-    "sparsity",
-    "beta",
-    "gate",
-    "hidden_sizes",
-    "head_sizes",
-    "epochs",
-    "batch_size",
-    "learning_rate",
-    "task_types",
-    "threshold",
-    "tolerance",
-    "sparsity_path",
-    "validation_fraction",
-    "patience",
-    "device",
-    "random_state",
-    "progress",
-    "checkpoint",
-)
-
-
 def _check_obs(X, width: int | None = None) -> np.ndarray:
     X = as_float_array("X", X, ndims=(2,), shape_hint="(n_samples, n_features)")
     if width is not None and X.shape[1] != width:
@@ -492,52 +459,6 @@ def _check_obs(X, width: int | None = None) -> np.ndarray:
         if constant.size:
             raise DataValidationError(f"X column {constant[0]} is constant: drop it before fitting")
     return X
-
-
-def _check_targets(G, n: int) -> np.ndarray:
-    G = as_float_array("G", G, ndims=(1, 2), shape_hint="(n_samples, n_tasks)")
-    if G.ndim == 1:
-        G = G[:, None]
-    if G.shape[0] != n:
-        raise DataValidationError(f"X has {n} samples but G has {G.shape[0]}")
-    check_finite("G", G, allow_nan=True)  # NaN marks a missing label
-    return G
-
-
-def _infer_task_type(column: np.ndarray) -> str:
-    values = column[~np.isnan(column)]
-    distinct = np.unique(values)
-    if np.all(distinct == np.round(distinct)) and 2 <= len(distinct) <= MAX_INFERRED_CLASSES:
-        return "classification"
-    return "regression"
-
-
-def _encode_targets(G: np.ndarray, types: list[str]):
-    """Standardised regression targets and class indices; NaN stays NaN."""
-    encoded = np.full(G.shape, np.nan)
-    classes, mean, scale = [], np.zeros(G.shape[1]), np.ones(G.shape[1])
-    for k, kind in enumerate(types):
-        column = G[:, k]
-        labelled = ~np.isnan(column)
-        values = column[labelled]
-        if values.size < 2:
-            raise DataValidationError(
-                f"task {k} of G has {values.size} labelled samples; it needs at least 2"
-            )
-        distinct = np.unique(values)
-        if distinct.size < 2:
-            raise DataValidationError(
-                f"task {k} of G is constant ({distinct[0]}) over its labelled samples: "
-                "there is nothing to predict"
-            )
-        if kind == "classification":
-            classes.append(distinct)
-            encoded[labelled, k] = np.searchsorted(distinct, values)
-        else:
-            classes.append(None)
-            mean[k], scale[k] = values.mean(), values.std()
-            encoded[labelled, k] = (values - mean[k]) / scale[k]
-    return encoded, classes, mean, scale
 
 
 def _task_data(torch, x: np.ndarray, y: np.ndarray, device):

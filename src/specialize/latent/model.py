@@ -52,6 +52,10 @@ class SparseTaskVAEModule(nn.Module):
     task_outputs : list of int
         Outputs of each head: 1 for regression, the number of classes for classification.
     gate : {"l1", "hard-concrete"}
+    head_gain : float
+        Head k reads ``head_gain * m_k * z``: with the l1 mask, the bound on how much a unit of
+        mask lets a coordinate move a (1-Lipschitz) head. Tasks steeper than the latent's unit
+        scale need masks of about their slope divided by the gain.
     """
 
     def __init__(
@@ -62,23 +66,38 @@ class SparseTaskVAEModule(nn.Module):
         head_sizes: list[int],
         task_outputs: list[int],
         gate: str = "l1",
+        head_gain: float = 1.0,
     ):
         super().__init__()
         self.latent_dim = latent_dim
         self.gate = gate
+        self.head_gain = float(head_gain)
         self.encoder = mlp([obs_dim, *hidden_sizes, 2 * latent_dim])
         self.decoder = mlp([latent_dim, *reversed(hidden_sizes), obs_dim])
         self.log_noise = nn.Parameter(torch.zeros(()))  # decoder's log standard deviation
-        self.heads = nn.ModuleList(  # head k: (batch, latent_dim) -> (batch, outputs k)
-            mlp([latent_dim, *head_sizes, k], lipschitz=gate == "l1") for k in task_outputs
-        )
-        n_tasks = len(task_outputs)
-        if gate == "l1":
-            self.mask = nn.Parameter(torch.ones(n_tasks, latent_dim))
-        else:  # log-alpha of each gate, started open
-            self.mask = nn.Parameter(torch.full((n_tasks, latent_dim), 3.0))
+        self._head_layout = (list(head_sizes), list(task_outputs))
+        self.heads = self._new_heads()
+        self.mask = nn.Parameter(torch.full((len(task_outputs), latent_dim), self._mask_start()))
         # a fixed support (True = usable); all usable until the support is selected
-        self.register_buffer("support", torch.ones(n_tasks, latent_dim, dtype=torch.bool))
+        self.register_buffer("support", torch.ones_like(self.mask, dtype=torch.bool))
+
+    def _new_heads(self) -> nn.ModuleList:
+        """Head k maps (batch, latent_dim) to (batch, outputs k)."""
+        sizes, outputs = self._head_layout
+        return nn.ModuleList(
+            mlp([self.latent_dim, *sizes, k], lipschitz=self.gate == "l1") for k in outputs
+        )
+
+    def _mask_start(self) -> float:
+        """Initial mask: 1 for l1; for hard-concrete, a log-alpha that leaves the gates open."""
+        return 1.0 if self.gate == "l1" else 3.0
+
+    def reset_heads(self) -> None:
+        """Re-initialise every task head and the mask (for a latent re-expressed in a new basis)."""
+        device = self.mask.device
+        self.heads = self._new_heads().to(device)
+        with torch.no_grad():
+            self.mask.fill_(self._mask_start())
 
     def encode(self, x):
         """Posterior mean and log-variance, each (batch, latent_dim)."""
@@ -108,7 +127,7 @@ class SparseTaskVAEModule(nn.Module):
     def predict_tasks(self, z, sample: bool = False):
         """Head outputs for latents z (batch, latent_dim): a list of (batch, n_outputs)."""
         mask = self.effective_mask(sample)
-        return [head(z * mask[k]) for k, head in enumerate(self.heads)]
+        return [head(z * (self.head_gain * mask[k])) for k, head in enumerate(self.heads)]
 
     def forward(self, x, sample: bool = True):
         """(mu, logvar, z, reconstruction, task outputs) of a batch x (batch, obs_dim)."""

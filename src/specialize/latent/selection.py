@@ -1,6 +1,9 @@
 """Training stages of a SparseTaskVAE fit and the choice of each task's support.
 
 - ``sparsity=0``: one unpenalised stage; supports by the threshold rule (a superset).
+- With ``align`` (the default), every penalised fit first rotates the warmed-up latent so
+  that the directions each task reads become coordinates (:mod:`.alignment`) and retrains
+  the heads in an unpenalised "aligned" stage; the penalty then starts from that model.
 - ``sparsity=lambda``: an unpenalised warm-up, a penalised stage, then a refit with the
   thresholded supports fixed and no penalty (it removes the l1 shrinkage of the kept
   coordinates).
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..ci._backend import torch_module
+from .alignment import alignment_rotation, rotate_latent, task_gradient_moments
 from .training import History, StageSettings, run_stage
 
 
@@ -75,6 +79,9 @@ def select_supports(
         if sparsity == 0:
             _fix_support(module, params["threshold"], gate_open=False)
             return SelectionResult(history.epochs, [], 0.0)
+        if params["align"]:
+            rotate_latent(module, alignment_rotation(task_gradient_moments(module, train.x)))
+            warm = runner.run(settings("aligned", 0.0, max(10, epochs // 4)))
         if sparsity != "auto":
             runner.run(settings(f"penalty {sparsity:g}", sparsity, epochs))
             _fix_support(module, params["threshold"], gate_open=True)
