@@ -1,6 +1,8 @@
 """Null and alternative band tests drawn from the nonlinear generator, labelled by the oracle.
 
 Shared by the tests of every nonlinear CI test, so that they are judged on the same cases.
+``conditional_case`` draws a high-dimensional case instead: x and y nonlinear in a common z,
+optionally dependent given z.
 A case is one unary band test of Algorithm 1: the state of step t against task i given the
 states of steps t-1 and t+1; it is null exactly when the DAG d-separates them.
 """
@@ -65,3 +67,15 @@ def band_cases(
                 (nulls if null else alternatives).append(case)
         seed += 1
     return nulls[:n_null] + alternatives[:n_alternative]
+
+
+def conditional_case(seed, n, *, effect=0.0, dx=5, dy=5, dz=3, informative=1, noise=1.0):
+    """x and y both depend on z through nonlinear maps (sin and tanh of random projections)
+    plus Gaussian noise of standard deviation ``noise``; with ``effect``, y[:, 0] also
+    depends on the sum of the first ``informative`` columns of x (scaled to unit weight)."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, dz))
+    x = np.sin(z @ rng.normal(size=(dz, dx)) / np.sqrt(dz)) + noise * rng.normal(size=(n, dx))
+    y = np.tanh(z @ rng.normal(size=(dz, dy)) / np.sqrt(dz)) + noise * rng.normal(size=(n, dy))
+    y[:, 0] += effect * x[:, :informative].sum(axis=1) / np.sqrt(informative)
+    return x, y, z

@@ -7,10 +7,10 @@ import re
 import numpy as np
 import pytest
 
-from specialize.ci import KCI, RCIT, CMIKnn, FisherZ
+from specialize.ci import KCI, RCIT, CMIKnn, FisherZ, NeuralCMI
 
 
-@pytest.mark.parametrize("make_test", [FisherZ, RCIT, KCI, CMIKnn])
+@pytest.mark.parametrize("make_test", [FisherZ, RCIT, KCI, CMIKnn, NeuralCMI])
 @pytest.mark.parametrize("bad", [np.inf, -np.inf, np.nan])
 @pytest.mark.parametrize("where", ["x", "y", "z"])
 def test_nonfinite_input_names_array_and_index(make_test, bad, where):

@@ -9,6 +9,7 @@ from .base import CIData, CIResult, CITest, SingleCIResult, TestPlan
 from .cmiknn import CMIKnn
 from .fisherz import FisherZ
 from .kci import KCI
+from .neural import NeuralCMI
 from .oracle import DSeparation
 from .rcit import RCIT
 from .registry import available_ci_tests, make_ci_test, register_ci_test
@@ -21,6 +22,7 @@ __all__ = [
     "DSeparation",
     "FisherZ",
     "KCI",
+    "NeuralCMI",
     "RCIT",
     "SingleCIResult",
     "TestPlan",

@@ -7,6 +7,7 @@ from .base import CITest
 from .cmiknn import CMIKnn
 from .fisherz import FisherZ
 from .kci import KCI
+from .neural import NeuralCMI
 from .oracle import DSeparation
 from .rcit import RCIT
 
@@ -56,3 +57,4 @@ register_ci_test(DSeparation)
 register_ci_test(CMIKnn)
 register_ci_test(KCI)
 register_ci_test(RCIT)
+register_ci_test(NeuralCMI)
