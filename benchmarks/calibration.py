@@ -23,6 +23,7 @@ from scipy import stats
 
 from _environment import machine_info, source_state, versions
 from specialize.ci.registry import make_ci_test
+from specialize.structure.discover import seeded_test_params
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from nonlinear_cases import band_cases  # noqa: E402
@@ -63,13 +64,12 @@ def main() -> None:
         two = np.array([c.x.shape[1] == 2 for c in cases])
         for name in args.tests:
             params = dict(args.params.get(name, {}))
-            seeded = name in ("rcit", "cmiknn")
             start = time.perf_counter()
             # a seed per case: cases sharing one seed share their random features, and
             # their errors would not be independent
             p = np.array(
                 [
-                    make_ci_test(name, **params, **({"random_state": i} if seeded else {}))
+                    make_ci_test(name, **seeded_test_params(name, params, i))
                     .test(c.x, c.y, c.z)
                     .pvalue
                     for i, c in enumerate(cases)
