@@ -2,7 +2,8 @@
 
 Layer 1 finds which time steps serve which task from conditional-independence tests in
 which tasks are colliders (:func:`discover_structure`). Layer 2 separates each task's latent
-coordinates from a generalist representation (:class:`SparseTaskVAE`).
+coordinates from a generalist representation (:class:`SparseTaskVAE`). :class:`Specializer`
+runs both on raw sequences: learned step latents, their task structure, a specialist per task.
 """
 
 __version__ = "0.1.0"
@@ -12,6 +13,7 @@ from .structure import TaskStructure, discover_structure  # noqa: E402
 
 __all__ = [
     "SparseTaskVAE",
+    "Specializer",
     "TaskStructure",
     "__version__",
     "discover_structure",
@@ -26,4 +28,8 @@ def __getattr__(name):
         from .latent import SparseTaskVAE
 
         return SparseTaskVAE
+    if name == "Specializer":
+        from .pipeline import Specializer
+
+        return Specializer
     raise AttributeError(f"module 'specialize' has no attribute {name!r}")

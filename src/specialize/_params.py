@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import inspect
+import json
+from pathlib import Path
 
-from ._validation import InvalidParameterError
+import numpy as np
+
+from ._validation import DataValidationError, InvalidParameterError, check_int
 
 
 class ConstructorParams:
@@ -34,3 +38,24 @@ class ConstructorParams:
                 raise InvalidParameterError(f"{type(self).__name__} has no parameter {name!r}")
             setattr(self, name, value)
         return self
+
+
+def resolve_seed(random_state) -> int:
+    """The seed a fit uses: ``random_state`` itself (an int >= 0), or one drawn when None."""
+    if random_state is None:
+        return int(np.random.SeedSequence().entropy % 2**31)
+    return check_int("random_state", random_state, minimum=0)
+
+
+def read_saved_config(folder, filename: str, what: str, version: int) -> dict:
+    """The JSON ``folder/filename`` of a saved ``what``, checked to be of format ``version``."""
+    path = Path(folder) / filename
+    if not path.is_file():
+        raise DataValidationError(f"{folder} holds no saved {what} (no {filename})")
+    config = json.loads(path.read_text())
+    found = config.get("fitted", {}).get("format_version")
+    if found != version:
+        raise DataValidationError(
+            f"{path} has format version {found}; this release reads version {version}"
+        )
+    return config

@@ -1,4 +1,5 @@
-"""The ``specialize`` command line: simulate, discover, fit-latents, transform, demo.
+"""The ``specialize`` command line: simulate, discover, fit-latents, fit, transform, reproduce,
+demo.
 
 Every error in the user's input ends the command with a one-line message on stderr and exit
 status 2, never a traceback.
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import typer
 
+from ._threads import one_thread
 from .ci.execute import ExecutorError
 from .ci.registry import available_ci_tests
 
@@ -290,32 +292,200 @@ def fit_latents(
 
 
 @app.command()
+def fit(
+    data: Path = typer.Argument(
+        ...,
+        help="An .npz file with 'obs' (n, T, D) and 'tasks' (n, M); optional: the truth "
+        "'step_assignment' (T, M).",
+    ),
+    out: Path = typer.Option(..., "--out", help="Folder for the model, report.json, report.png."),
+    latent_dim: int = typer.Option(8, help="Width of each step's generalist latent."),
+    step_encoder: str = typer.Option(
+        "vae", help="vae (learn the latents) or identity (the file's arrays are the latents)."
+    ),
+    temporal_prior: bool = typer.Option(
+        False, "--temporal-prior/--no-temporal-prior", help="Linear-Gaussian prior across steps."
+    ),
+    epochs: int | None = typer.Option(None, help="Most epochs of the step VAE."),
+    segment_length: int | None = typer.Option(
+        None, help="Steps L per segment; default: the file's segment_length, else 2."
+    ),
+    test: str = typer.Option(
+        "fisherz", help=f"CI test: {', '.join(available_ci_tests(data_driven_only=True))}."
+    ),
+    alpha: float = typer.Option(0.05, help="Significance level in (0, 1)."),
+    mode: str = typer.Option("segment", help="segment, unary, pairwise (the paper's) or step."),
+    specialists: bool = typer.Option(
+        True, "--specialists/--no-specialists", help="Fit a SparseTaskVAE per task."
+    ),
+    sparsity: str = typer.Option("auto", help="The specialists' mask penalty: a number or auto."),
+    specialist_epochs: int | None = typer.Option(
+        None, help="Most epochs per training stage of each specialist."
+    ),
+    key: str | None = typer.Option(None, help="Array to read: obs or states; default obs."),
+    device: str = typer.Option("auto", help="auto (CUDA if available), cpu or cuda."),
+    random_state: int = typer.Option(0, help="Seed of every random choice."),
+    checkpoint: Path | None = typer.Option(
+        None, help="Folder of training state; rerun the same command to resume."
+    ),
+    progress: bool | None = typer.Option(
+        None, "--progress/--no-progress", help="Progress bars; default: when stderr is a terminal."
+    ),
+):
+    """Learn generalist latents of every step, the task structure on them, and a specialist per task (Specializer).
+
+    Writes the model (reload it with Specializer.load), report.json (structure, each task's steps and kept dims, timings; scores when the file holds 'step_assignment') and report.png.
+    """  # noqa: E501 - typer shows a docstring's lines as they are
+    import json
+
+    from .datasets import load_sequences
+    from .pipeline import Specializer
+    from .structure.result import format_matrix
+
+    with _user_errors():
+        f = load_sequences(data, key=key)
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {out} is a file; give a folder for the model")
+        model = Specializer(
+            latent_dim,
+            step_encoder=step_encoder,
+            temporal_prior=temporal_prior,
+            vae_params=None if epochs is None else {"epochs": epochs},
+            structure_params={
+                "segment_length": segment_length or f.segment_length or 2,
+                "test": test,
+                "alpha": alpha,
+                "mode": mode,
+            },
+            specialist_params={
+                "sparsity": _parse_sparsity(sparsity),
+                **({} if specialist_epochs is None else {"epochs": specialist_epochs}),
+            },
+            specialists=specialists,
+            device=device,
+            random_state=random_state,
+            progress=progress,
+            checkpoint=checkpoint,
+        )
+        model.fit(f.X, f.G)
+        truth = f.step_assignment
+        truth = truth if truth is not None and truth.shape == model.step_tasks_.shape else None
+        model.save(out)
+        report = model.report(truth=truth)
+        report["source"] = data.name
+        (out / "report.json").write_text(json.dumps(report, indent=1))
+        model.plot(out / "report.png", truth=truth)
+    typer.echo(
+        ("recovered | truth\n" if truth is not None else "")
+        + format_matrix(model.step_tasks_, row_label="step", other=truth)
+    )
+    if truth is not None:
+        typer.echo(_format_scores("step", report["scores"]))
+    for entry in report["tasks"]:
+        typer.echo(
+            f"task {entry['task']}: steps {entry['steps']}, specialist dims "
+            f"{entry['relevant_dims']} of {entry.get('input_dim', 0)}"
+        )
+    typer.echo(f"wrote {out}: the model, report.json and report.png")
+
+
+@app.command()
 def transform(
-    model_dir: Path = typer.Argument(..., help="A model folder written by fit-latents."),
-    data: Path = typer.Argument(..., help="An .npz file with 'obs' (n, D)."),
+    model_dir: Path = typer.Argument(..., help="A model folder written by fit or fit-latents."),
+    data: Path = typer.Argument(
+        ..., help="An .npz file with 'obs': (n, T, D) for fit's models, (n, D) for fit-latents'."
+    ),
     out: Path = typer.Option(..., "--out", help="The .npy file to write."),
     task: int | None = typer.Option(
         None,
         metavar="K",
-        help="Write task K's specialist latent (n, its number of dims); "
-        "default: the full posterior means (n, latent_dim).",
+        help="Write task K's specialist latent (n, its number of dims); default: the "
+        "generalist latent (fit: (n, T, active dims); fit-latents: (n, latent_dim)).",
     ),
     device: str = typer.Option("auto", help="auto (CUDA if available), cpu or cuda."),
 ):
-    """Encode observations with a trained model: a task's specialist latent or the whole z."""
+    """Encode observations with a trained model: a task's specialist latent or the generalist."""
     import numpy as np
 
+    from .pipeline import MODEL_FILE
+
+    with _user_errors():
+        if (model_dir / MODEL_FILE).is_file():
+            z, what = _encode_sequences(model_dir, data, task, device)
+        else:
+            z, what = _encode_latents(model_dir, data, task, device)
+        with open(out, "wb") as handle:
+            np.save(handle, z)
+    typer.echo(f"wrote {out}: {what}, shape {z.shape}")
+
+
+def _encode_sequences(model_dir: Path, data: Path, task: int | None, device: str):
+    """A Specializer's output for the sequences in ``data`` and a description of it."""
+    from .datasets import load_sequences
+    from .pipeline import Specializer
+
+    model = Specializer.load(model_dir, device=device)
+    f = load_sequences(data, key="obs", with_tasks=False)
+    if task is None:
+        return model.encode(f.X), "the generalist latents of every step"
+    if not 0 <= task < model.n_tasks_:
+        raise ValueError(
+            f"--task {task} is out of range: the model has {model.n_tasks_} tasks "
+            f"(0 to {model.n_tasks_ - 1})"
+        )
+    dims = model.relevant_dims_[task].tolist()
+    return model.transform(f.X, task), f"task {task}'s specialist dims {dims}"
+
+
+def _encode_latents(model_dir: Path, data: Path, task: int | None, device: str):
+    """A SparseTaskVAE's output for the observations in ``data`` and a description of it."""
     from .latent import SparseTaskVAE
     from .latent.report import load_latent_file
 
-    with _user_errors():
-        model = SparseTaskVAE.load(model_dir, device=device)
-        f = load_latent_file(data, with_tasks=False)
-        z = _encode(model, f, task, model_dir)
-        with open(out, "wb") as handle:
-            np.save(handle, z)
+    model = SparseTaskVAE.load(model_dir, device=device)
+    f = load_latent_file(data, with_tasks=False)
+    z = _encode(model, f, task, model_dir)
     what = "z" if task is None else f"task {task}'s dims {model.relevant_dims_[task].tolist()} of z"
-    typer.echo(f"wrote {out}: {what}, shape {z.shape}")
+    return z, what
+
+
+@app.command()
+def reproduce(
+    experiment: str = typer.Argument(
+        ...,
+        help="structure-vs-steps, structure-vs-tasks, latent-ablation, observed-vs-latent, or all.",
+    ),
+    seeds: int = typer.Option(10, help="Seeds 0 .. N-1 per setting."),
+    quick: bool = typer.Option(False, "--quick", help="Reduced sizes: minutes, not an hour."),
+    out: Path = typer.Option(Path("results"), "--out", help="Parent folder of the results."),
+    jobs: int = typer.Option(
+        1, "--jobs", help="Runs computed at once, one process each (2 on a 2-core machine)."
+    ),
+    progress: bool | None = typer.Option(
+        None, "--progress/--no-progress", help="Progress bar; default: when stderr is a terminal."
+    ),
+):
+    """Reproduce one of the paper's studies (or all): runs.csv, summary.md, PNG plots, manifest.json.
+
+    Every (setting, seed) run is appended to runs.csv as it finishes; rerunning the same command resumes and never recomputes a finished run.
+    """  # noqa: E501 - typer shows a docstring's lines as they are
+    import time
+
+    from .experiments import available_experiments, run_experiment
+
+    with _user_errors():
+        names = available_experiments() if experiment == "all" else [experiment]
+        for name in names:
+            start = time.perf_counter()
+            with one_thread():
+                run = run_experiment(
+                    name, seeds=seeds, quick=quick, out=out, progress=progress, n_jobs=jobs
+                )
+            typer.echo(run.summary)
+            typer.echo(
+                f"{name}: {run.computed} runs computed, {run.skipped} reused, "
+                f"{time.perf_counter() - start:.1f} s; wrote {run.folder}"
+            )
 
 
 @app.command()
@@ -399,7 +569,7 @@ def _demo_latents(out: Path, n_samples: int, seed: int) -> None:
         progress=False,
     )
     source = f"make_task_latents(n_samples={n_samples}, random_state={seed})"
-    with _one_thread():
+    with one_thread():
         start = time.perf_counter()
         model.fit(data.obs, data.tasks)
         report = latent_report(model, data, time.perf_counter() - start, source=source)
@@ -407,25 +577,6 @@ def _demo_latents(out: Path, n_samples: int, seed: int) -> None:
     plot_task_mask(model.task_mask_, model.relevant_dims_, out / "latent-mask.png")
     write_report(report, out / "latents.json")
     typer.echo(f"wrote {out / 'latent-mask.png'} and {out / 'latents.json'}")
-
-
-@contextmanager
-def _one_thread():
-    """PyTorch and BLAS on one thread each, restored afterwards.
-
-    The demo's layers and kernel-ridge fits are small: extra threads gain little, and on a
-    machine whose cores are busy with other work they slow the demo down tenfold.
-    """
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(1):
-            yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _parse_sparsity(text: str):

@@ -330,24 +330,8 @@ def _progress_bar(enabled: bool, label: str, total: int, completed: int):
     if not enabled or not sys.stderr.isatty() or total - completed < 2:
         yield lambda n: None
         return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from .._progress import counting_progress
 
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("tests"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+    with counting_progress("tests") as bar:
         task = bar.add_task(label, total=total, completed=completed)
         yield lambda n: bar.advance(task, n)

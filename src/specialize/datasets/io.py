@@ -21,7 +21,7 @@ class SequenceFile:
     ----------
     X : ndarray of shape (n, T, D)
         The array under ``key`` ("obs" or "states").
-    G : ndarray of shape (n, M) or (n, M, q)
+    G : ndarray of shape (n, M) or (n, M, q), or None when read without tasks
     key : str
     segment_assignment, step_assignment : bool ndarray or None
         The truth, when the file holds it.
@@ -29,14 +29,14 @@ class SequenceFile:
     """
 
     X: np.ndarray
-    G: np.ndarray
+    G: np.ndarray | None
     key: str
     segment_assignment: np.ndarray | None
     step_assignment: np.ndarray | None
     segment_length: int | None
 
 
-def load_sequences(path, key: str | None = None) -> SequenceFile:
+def load_sequences(path, key: str | None = None, *, with_tasks: bool = True) -> SequenceFile:
     """Read ``obs`` (or ``states``) and ``tasks`` from an ``.npz`` file.
 
     Parameters
@@ -44,6 +44,8 @@ def load_sequences(path, key: str | None = None) -> SequenceFile:
     path : str or Path
     key : {"obs", "states"} or None
         Which array to read as X; None takes ``obs`` if present, else ``states``.
+    with_tasks : bool
+        Whether ``tasks`` is required; without it, G is None.
     """
     path = Path(path)
     if not path.exists():
@@ -61,12 +63,12 @@ def load_sequences(path, key: str | None = None) -> SequenceFile:
             )
     elif key not in arrays:
         raise DataValidationError(f"{path} has no key {key!r} (keys: {sorted(arrays)})")
-    if "tasks" not in arrays:
+    if with_tasks and "tasks" not in arrays:
         raise DataValidationError(f"{path} has no key 'tasks' (keys: {sorted(arrays)})")
-    X, G = arrays[key], arrays["tasks"]
+    X, G = arrays[key], arrays["tasks"] if with_tasks else None
     if X.ndim != 3:
         raise DataValidationError(f"'{key}' in {path} has shape {X.shape}, expected (n, T, D)")
-    if G.ndim not in (2, 3):
+    if G is not None and G.ndim not in (2, 3):
         raise DataValidationError(
             f"'tasks' in {path} has shape {G.shape}, expected (n, M) or (n, M, q)"
         )

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._params import ConstructorParams
+from .._params import ConstructorParams, read_saved_config, resolve_seed
 from .._targets import check_task_targets, encode_targets, resolve_task_types
 from .._validation import (
     DataValidationError,
@@ -230,11 +230,7 @@ class SparseTaskVAE(ConstructorParams):
         self.obs_scale_ = X.std(axis=0)
         self.n_features_in_ = X.shape[1]
         self.n_tasks_ = n_tasks
-        self.random_state_ = (
-            int(np.random.SeedSequence().entropy % 2**32)
-            if self.random_state is None
-            else check_int("random_state", self.random_state, minimum=0)
-        )
+        self.random_state_ = resolve_seed(self.random_state)
         self.device_ = str(resolve_device(self.device))
         rng = np.random.default_rng(self.random_state_)
         order = rng.permutation(n)
@@ -405,16 +401,8 @@ class SparseTaskVAE(ConstructorParams):
         """A fitted model from a directory written by :meth:`save`."""
         torch = torch_module()
         path = Path(path)
-        config_file = path / "config.json"
-        if not config_file.is_file():
-            raise DataValidationError(f"{path} holds no saved SparseTaskVAE (no config.json)")
-        config = json.loads(config_file.read_text())
+        config = read_saved_config(path, "config.json", "SparseTaskVAE", FORMAT_VERSION)
         fitted = config["fitted"]
-        if fitted.get("format_version") != FORMAT_VERSION:
-            raise DataValidationError(
-                f"{config_file} has format version {fitted.get('format_version')}; "
-                f"this release reads version {FORMAT_VERSION}"
-            )
         params = config["params"]
         params["device"] = device
         model = cls(**{k: _from_json(k, v) for k, v in params.items()})

@@ -251,8 +251,9 @@ class _Bar:
         self.task = self.progress.add_task(name, total=total, completed=completed, losses="")
 
     def advance(self, record: dict) -> None:
-        tasks = " ".join(f"{v:.3f}" for v in record["tasks"])
-        losses = f"recon {record['recon']:.2f} kl {record['kl']:.2f} tasks {tasks}"
+        losses = f"recon {record['recon']:.2f} kl {record['kl']:.2f}"
+        if "tasks" in record:
+            losses += " tasks " + " ".join(f"{v:.3f}" for v in record["tasks"])
         self.progress.update(self.task, advance=1, losses=losses)
 
 

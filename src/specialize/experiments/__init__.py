@@ -1,0 +1,39 @@
+"""The paper's studies as seeded, resumable experiments.
+
+``run_experiment(name, seeds=10, quick=False, out="results")`` runs every setting of a
+registered experiment with every seed, keeping each finished run in ``out/name/runs.csv`` so
+that an interrupted call resumes where it stopped, and writes a summary table, plots and a
+manifest beside it. A new study is an :class:`Experiment` passed to :func:`register`.
+
+Registered here: ``structure-vs-steps`` and ``structure-vs-tasks`` (Layer 1 against the CCA
+and group-lasso baselines), ``latent-ablation`` (Layer 2 with and without the penalty) and
+``observed-vs-latent`` (Algorithm 1 on raw high-dimensional observations and on learned latents).
+"""
+
+from .ablation import LATENT_ABLATION
+from .observed import OBSERVED_VS_LATENT
+from .runner import (
+    EXPERIMENTS,
+    Experiment,
+    ExperimentRun,
+    available_experiments,
+    get_experiment,
+    read_runs,
+    register,
+    run_experiment,
+)
+from .structure import STRUCTURE_VS_STEPS, STRUCTURE_VS_TASKS
+
+for _experiment in (STRUCTURE_VS_STEPS, STRUCTURE_VS_TASKS, LATENT_ABLATION, OBSERVED_VS_LATENT):
+    register(_experiment)
+
+__all__ = [
+    "EXPERIMENTS",
+    "Experiment",
+    "ExperimentRun",
+    "available_experiments",
+    "get_experiment",
+    "read_runs",
+    "register",
+    "run_experiment",
+]

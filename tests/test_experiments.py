@@ -1,0 +1,416 @@
+"""Experiments: the runner (CSV rows, summary, resume, errors) on a tiny fake experiment, and
+each registered study in quick mode."""
+
+import csv
+import json
+import random
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from specialize._threads import one_thread as one_thread_limits
+from specialize._validation import InvalidParameterError
+from specialize.experiments import (
+    EXPERIMENTS,
+    Experiment,
+    available_experiments,
+    read_runs,
+    register,
+    run_experiment,
+)
+from specialize.experiments.structure import flat_dims_to_steps
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+# ------------------------------------------------------------------------------ fake experiment
+
+
+def fake_rows(setting: dict, seed: int) -> list[dict]:
+    """Rows whose values depend on the setting and the seed, with every value type."""
+    rows = []
+    for method in ("first", "second"):
+        rng = np.random.default_rng([seed, setting["size"], len(method)])
+        rows.append(
+            {
+                "method": method,
+                "score": float(rng.random()) / 3,  # many digits: tests the exact round trip
+                "count": int(rng.integers(0, 100)),
+                "hit": bool(rng.random() < 0.5),
+                "note": f"seed {seed}",
+                "missing": None,
+            }
+        )
+    return rows
+
+
+def fake_plot(rows, out_dir):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(2, 2))
+    fig.subplots().plot([row["score"] for row in rows])
+    path = Path(out_dir) / "scores.png"
+    fig.savefig(path)
+    return [path]
+
+
+class FakeStudy:
+    """A registered experiment that records its calls and can be told to fail at a seed."""
+
+    def __init__(self):
+        self.calls = []
+        self.fail_at_seed = None
+        self.experiment = Experiment(
+            name="fake",
+            description="A tiny experiment for testing the runner.",
+            settings=lambda quick: (
+                [{"size": 1, "label": "a"}] + ([] if quick else [{"size": 2, "label": "b"}])
+            ),
+            run=self.run,
+            metrics=("score", "count", "hit", "missing"),
+            plot=fake_plot,
+        )
+
+    def run(self, setting, seed, quick):
+        if seed == self.fail_at_seed:
+            raise RuntimeError(f"interrupted at seed {seed}")
+        self.calls.append((setting["label"], seed))
+        return fake_rows(setting, seed)
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    study = FakeStudy()
+    monkeypatch.setitem(EXPERIMENTS, "fake", study.experiment)
+    return study
+
+
+def expected_rows(seeds, settings=({"size": 1, "label": "a"}, {"size": 2, "label": "b"})):
+    return [
+        {**setting, "seed": seed, **row}
+        for setting in settings
+        for seed in seeds
+        for row in fake_rows(setting, seed)
+    ]
+
+
+def by_run(rows):
+    return sorted(rows, key=lambda r: (r["label"], r["seed"], r["method"]))
+
+
+def summary_table(text: str) -> list[dict]:
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    return [
+        dict(zip(header, [cell.strip() for cell in line.strip("|").split("|")], strict=True))
+        for line in lines[2:]
+    ]
+
+
+# ------------------------------------------------------------------------------ runner
+
+
+def test_runs_csv_holds_every_row_once_with_its_types_restored(fake, tmp_path):
+    run = run_experiment("fake", seeds=3, out=tmp_path)
+    path = tmp_path / "fake" / "runs.csv"
+    assert run.folder == tmp_path / "fake"
+    assert (run.computed, run.skipped) == (6, 0)
+    assert by_run(read_runs(path)) == by_run(expected_rows([0, 1, 2]))
+    assert read_runs(path) == run.rows
+    lines = path.read_text().splitlines()
+    assert lines[0] == "size,label,seed,method,score,count,hit,note,missing"
+    assert sum(line == lines[0] for line in lines) == 1
+    row = run.rows[0]
+    assert [type(row[k]) for k in ("size", "label", "seed", "score", "count", "hit", "note")] == [
+        int,
+        str,
+        int,
+        float,
+        int,
+        bool,
+        str,
+    ]
+    assert row["missing"] is None
+    assert {p.name for p in run.plots} == {"scores.png"}
+    assert run.plots[0].read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_summary_gives_mean_and_std_over_seeds_of_each_setting_and_method(fake, tmp_path):
+    run = run_experiment("fake", seeds=[0, 3, 7, 11], out=tmp_path)
+    assert (tmp_path / "fake" / "summary.md").read_text() == run.summary
+    table = summary_table(run.summary)
+    assert len(table) == 2 * 2
+    for line in table:
+        rows = [
+            r for r in run.rows if r["label"] == line["label"] and r["method"] == line["method"]
+        ]
+        assert int(line["seeds"]) == len(rows) == 4
+        for metric in ("score", "count", "hit"):
+            values = np.array([float(r[metric]) for r in rows])
+            mean, std = (float(x) for x in line[metric].split(" ± "))
+            assert mean == pytest.approx(values.mean(), rel=1e-3, abs=1e-4)
+            assert std == pytest.approx(values.std(ddof=1), rel=1e-3, abs=1e-4)
+        assert line["missing"] == "n/a"
+
+    single = summary_table(run_experiment("fake", seeds=[5], out=tmp_path / "one").summary)
+    assert all(line["score"].endswith(" ± –") and line["seeds"] == "1" for line in single)
+
+
+def test_a_second_call_computes_nothing_and_gives_the_same_rows(fake, tmp_path):
+    first = run_experiment("fake", seeds=3, out=tmp_path)
+    calls = list(fake.calls)
+    second = run_experiment("fake", seeds=3, out=tmp_path)
+    assert (second.computed, second.skipped) == (0, 6)
+    assert fake.calls == calls
+    assert second.rows == first.rows
+    assert second.summary == first.summary
+
+
+def test_deleting_one_seeds_rows_recomputes_only_that_seed(fake, tmp_path):
+    first = run_experiment("fake", seeds=3, out=tmp_path)
+    path = tmp_path / "fake" / "runs.csv"
+    with open(path, newline="") as f:
+        lines = list(csv.reader(f))
+    seed_column = lines[0].index("seed")
+    with open(path, "w", newline="") as f:
+        csv.writer(f, lineterminator="\n").writerows(
+            [lines[0]] + [line for line in lines[1:] if line[seed_column] != "1"]
+        )
+    fake.calls.clear()
+    again = run_experiment("fake", seeds=3, out=tmp_path)
+    assert sorted(fake.calls) == [("a", 1), ("b", 1)]
+    assert (again.computed, again.skipped) == (2, 4)
+    assert by_run(again.rows) == by_run(first.rows)
+
+
+def test_an_interrupted_call_keeps_its_finished_runs(fake, tmp_path):
+    fake.fail_at_seed = 2
+    with pytest.raises(RuntimeError, match="interrupted at seed 2"):
+        run_experiment("fake", seeds=4, out=tmp_path, progress=True)
+    kept = read_runs(tmp_path / "fake" / "runs.csv")
+    assert by_run(kept) == by_run(expected_rows([0, 1], settings=[{"size": 1, "label": "a"}]))
+
+    fake.fail_at_seed = None
+    fake.calls.clear()
+    resumed = run_experiment("fake", seeds=4, out=tmp_path)
+    assert (resumed.computed, resumed.skipped) == (6, 2)
+    assert ("a", 0) not in fake.calls and ("a", 1) not in fake.calls
+    assert by_run(resumed.rows) == by_run(expected_rows([0, 1, 2, 3]))
+
+
+def test_a_write_cut_short_redoes_only_the_last_run(fake, tmp_path):
+    run_experiment("fake", seeds=2, out=tmp_path)
+    path = tmp_path / "fake" / "runs.csv"
+    text = path.read_text()
+    path.write_text(text[: len(text) - 10])  # inside the last row of run (b, seed 1)
+    fake.calls.clear()
+    again = run_experiment("fake", seeds=2, out=tmp_path)
+    assert fake.calls == [("b", 1)]
+    assert by_run(again.rows) == by_run(expected_rows([0, 1]))
+
+
+def test_a_metric_added_later_widens_the_file_and_leaves_earlier_rows_empty(
+    fake, tmp_path, monkeypatch
+):
+    run_experiment("fake", seeds=1, out=tmp_path)
+
+    def run_with_extra(setting, seed, quick):
+        return [{**row, "extra": 1.5} for row in fake_rows(setting, seed)]
+
+    wider = Experiment(
+        "fake", "", fake.experiment.settings, run_with_extra, ("score", "extra"), fake_plot
+    )
+    monkeypatch.setitem(EXPERIMENTS, "fake", wider)
+    run = run_experiment("fake", seeds=2, out=tmp_path)
+    assert read_runs(tmp_path / "fake" / "runs.csv") == run.rows
+    assert {r["seed"]: r["extra"] for r in run.rows} == {0: None, 1: 1.5}
+    assert {line["extra"] for line in summary_table(run.summary)} == {"1.5 ± –"}
+
+
+def test_quick_and_full_runs_cannot_share_a_folder(fake, tmp_path):
+    run_experiment("fake", seeds=1, quick=True, out=tmp_path)
+    with pytest.raises(InvalidParameterError, match=r"fake.*quick=True"):
+        run_experiment("fake", seeds=1, quick=False, out=tmp_path)
+    manifest = json.loads((tmp_path / "fake" / "manifest.json").read_text())
+    assert manifest["quick"] is True
+    assert manifest["seeds"] == [0] and manifest["runs"] == 1
+    assert manifest["settings"] == [{"size": 1, "label": "a"}]
+    assert {"numpy", "torch", "scikit-learn", "specialize"} <= set(manifest["versions"])
+    assert {"platform", "cpu_count"} <= set(manifest["machine"])
+    assert manifest["seconds"] >= 0
+
+
+def test_an_unknown_experiment_is_refused_with_the_available_names(fake, tmp_path):
+    with pytest.raises(InvalidParameterError, match="structure-vs-steps") as error:
+        run_experiment("no-such-study", out=tmp_path)
+    assert all(name in str(error.value) for name in available_experiments())
+    assert not (tmp_path / "no-such-study").exists()
+
+
+@pytest.mark.parametrize("seeds", [0, -2, [], [-1], [1, 1], [0.5], True, "3", 2.0])
+def test_seeds_must_be_a_positive_count_or_distinct_non_negative_ints(fake, tmp_path, seeds):
+    with pytest.raises(InvalidParameterError, match="seeds"):
+        run_experiment("fake", seeds=seeds, out=tmp_path)
+
+
+def test_a_run_cannot_change_global_random_states_or_torch_threads(fake, tmp_path, monkeypatch):
+    import torch
+
+    def careless(setting, seed, quick):
+        np.random.seed(seed)  # noqa: NPY002 - the legacy global state is what is tested
+        random.seed(seed)
+        torch.manual_seed(seed)
+        torch.set_num_threads(torch.get_num_threads() + 1)
+        return fake_rows(setting, seed)
+
+    monkeypatch.setitem(
+        EXPERIMENTS,
+        "fake",
+        Experiment("fake", "", lambda q: [{"size": 1}], careless, (), fake_plot),
+    )
+    threads = torch.get_num_threads()
+    before = (np.random.get_state()[1].copy(), random.getstate(), torch.get_rng_state())  # noqa: NPY002
+    run_experiment("fake", seeds=2, out=tmp_path)
+    assert torch.get_num_threads() == threads
+    np.testing.assert_array_equal(np.random.get_state()[1], before[0])  # noqa: NPY002
+    assert random.getstate() == before[1]
+    assert torch.equal(torch.get_rng_state(), before[2])
+
+
+def test_registering_a_second_experiment_under_a_taken_name_is_refused(fake):
+    with pytest.raises(InvalidParameterError, match="already registered"):
+        register(Experiment("fake", "", fake.experiment.settings, fake.run, (), fake_plot))
+    assert {"structure-vs-steps", "structure-vs-tasks", "latent-ablation"} <= set(
+        available_experiments()
+    )
+
+
+# ------------------------------------------------------------------------------ the studies
+
+
+@pytest.fixture
+def one_thread():
+    """PyTorch and BLAS on one thread each, as the shared test machines need."""
+    with one_thread_limits():
+        yield
+
+
+def assert_valid_png(path: Path) -> None:
+    from matplotlib.image import imread
+
+    assert path.exists() and path.read_bytes().startswith(PNG_SIGNATURE)
+    assert imread(path).ndim == 3
+
+
+def test_flattened_coordinates_map_to_their_steps():
+    step_tasks = flat_dims_to_steps([np.array([0, 1, 5]), np.array([], dtype=int)], 4, 2)
+    np.testing.assert_array_equal(
+        step_tasks, [[True, False], [False, False], [True, False], [False, False]]
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "x", "values"),
+    [("structure-vs-steps", "n_steps", [8, 12]), ("structure-vs-tasks", "n_tasks", [2, 4])],
+)
+def test_quick_structure_study_ranks_algorithm_1_above_cca(name, x, values, tmp_path, one_thread):
+    run = run_experiment(name, seeds=[0], quick=True, out=tmp_path)
+    methods = {"algorithm-1", "algorithm-1-pairwise", "cca", "group-lasso"}
+    assert sorted((row[x], row["method"]) for row in run.rows) == sorted(
+        (v, m) for v in values for m in methods
+    )
+    for row in run.rows:
+        assert row["n_samples"] == 2000 and row["seed"] == 0
+        for metric in ("precision", "recall", "f1", "accuracy"):
+            assert 0.0 <= row[metric] <= 1.0
+        assert isinstance(row["exact"], bool) and row["exact"] == (row["f1"] == 1.0)
+        assert row["seconds"] >= 0
+    for value in values:
+        scores = {row["method"]: row for row in run.rows if row[x] == value}
+        assert scores["algorithm-1"]["f1"] >= 0.9
+        # CCA assigns the chain neighbours of task steps as well (docs/baselines.md)
+        assert scores["cca"]["precision"] < scores["algorithm-1"]["precision"]
+    assert [p.name for p in run.plots] == ["f1_accuracy.png"]
+    assert_valid_png(run.plots[0])
+
+
+def test_quick_latent_ablation_without_penalty_keeps_every_coordinate(tmp_path, one_thread):
+    run = run_experiment("latent-ablation", seeds=[0], quick=True, out=tmp_path)
+    assert sorted((row["method"], row["task"]) for row in run.rows) == [
+        (method, task) for method in ("group-lasso", "sparse-vae", "vae") for task in (0, 1)
+    ]
+    for row in run.rows:
+        assert (row["n_samples"], row["epochs"]) == (2000, 10)
+        assert row["r2_relevant"] <= 1.0 and row["r2_irrelevant"] <= 1.0
+        assert 0 <= row["n_selected"] <= 6 and row["true_size"] == 2
+        assert row["n_selected"] == len(json.loads(row["dims"]))
+        assert row["target_met"] == (
+            row["n_selected"] == 2 and row["r2_relevant"] >= 0.9 and row["r2_irrelevant"] <= 0.2
+        )
+        if row["method"] == "vae":
+            assert row["n_selected"] == 6 and row["sparsity_selected"] == 0.0
+            assert not row["target_met"]
+        elif row["method"] == "group-lasso":
+            assert row["sparsity_selected"] is None
+        else:
+            assert row["sparsity_selected"] > 0
+    # the same selection of the same latent gets the same block R^2
+    vae = {r["task"]: r for r in run.rows if r["method"] == "vae"}
+    for row in run.rows:
+        if row["method"] == "group-lasso" and row["dims"] == vae[row["task"]]["dims"]:
+            assert row["r2_relevant"] == vae[row["task"]]["r2_relevant"]
+    assert [p.name for p in run.plots] == ["r2.png"]
+    assert_valid_png(run.plots[0])
+    assert re.search(r"\| vae \| 0 \| .* \| 6 ± – \|", run.summary)
+
+
+def test_quick_observed_vs_latent_ranks_latents_above_raw_observations(tmp_path, one_thread):
+    run = run_experiment("observed-vs-latent", seeds=[0], quick=True, out=tmp_path)
+    rows = {row["method"]: row for row in run.rows}
+    assert set(rows) == {
+        "algorithm-1-latent",
+        "algorithm-1-observed",
+        "cca-observed",
+        "algorithm-1-states",
+    }
+    assert rows["algorithm-1-latent"]["n_active"] >= 2  # the states are 2-dimensional
+    assert rows["algorithm-1-observed"]["n_active"] is None
+    # at n = 1,000 the tests on 30-dim steps given 60-dim neighbours lose power; on the
+    # learned latents they recover as much as on the true states
+    assert rows["algorithm-1-latent"]["recall"] > rows["algorithm-1-observed"]["recall"]
+    assert rows["algorithm-1-latent"]["f1"] >= rows["algorithm-1-states"]["f1"] - 0.1
+    assert_valid_png(run.plots[0])
+
+
+def test_parallel_runs_give_the_rows_of_sequential_ones(tmp_path, one_thread):
+    def without_time(rows):
+        rows = [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+        return sorted(rows, key=lambda r: (r["n_steps"], r["seed"], r["method"]))
+
+    sequential = run_experiment("structure-vs-steps", seeds=2, quick=True, out=tmp_path / "a")
+    parallel = run_experiment(
+        "structure-vs-steps", seeds=2, quick=True, out=tmp_path / "b", n_jobs=2
+    )
+    assert parallel.computed == 4
+    assert without_time(parallel.rows) == without_time(sequential.rows)
+    with pytest.raises(InvalidParameterError, match="n_jobs"):
+        run_experiment("structure-vs-steps", seeds=2, quick=True, out=tmp_path / "b", n_jobs=0)
+
+
+def test_reproduce_command_writes_the_folder_and_resumes(tmp_path):
+    from typer.testing import CliRunner
+
+    from specialize.cli import app
+
+    args = ["reproduce", "structure-vs-tasks", "--quick", "--seeds", "1", "--out", str(tmp_path)]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "4 runs computed" not in first.output and "2 runs computed, 0 reused" in first.output
+    folder = tmp_path / "structure-vs-tasks"
+    assert {p.name for p in folder.iterdir()} >= {"runs.csv", "summary.md", "manifest.json"}
+    again = CliRunner().invoke(app, args)
+    assert "0 runs computed, 2 reused" in again.output
+    bad = CliRunner().invoke(app, ["reproduce", "no-such-study", "--quick", "--out", str(tmp_path)])
+    assert bad.exit_code == 2 and "structure-vs-steps" in bad.output
