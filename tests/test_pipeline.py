@@ -82,6 +82,18 @@ def test_identity_encoder_runs_algorithm_1_on_the_given_arrays():
         model.transform(data.states, 0)
 
 
+def test_a_model_with_a_test_instance_cannot_be_saved_but_says_why(tmp_path):
+    from specialize.ci import FisherZ
+
+    data = make_task_sequences(500, 6, 2, state_dim=2, random_state=4)
+    model = Specializer(
+        step_encoder="identity", specialists=False, structure_params={"test": FisherZ()}
+    ).fit(data.states, data.tasks)
+    with pytest.raises(InvalidParameterError, match="registered test name"):
+        model.save(tmp_path / "m")
+    assert not (tmp_path / "m").exists()
+
+
 def test_structure_params_reach_algorithm_1(mixed):
     model = Specializer(
         step_encoder="identity",

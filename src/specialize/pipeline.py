@@ -269,7 +269,6 @@ class Specializer(ConstructorParams):
         step_vae/ and specialist_K/."""
         self._check_fitted()
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
         params = self.get_params()
         params.update(checkpoint=None)
         for name in ("vae_params", "structure_params", "specialist_params"):
@@ -286,7 +285,16 @@ class Specializer(ConstructorParams):
             "has_specialist": [s is not None for s in self.specialists_],
             "timings": self.timings_,
         }
-        (path / MODEL_FILE).write_text(json.dumps({"params": params, "fitted": fitted}))
+        try:
+            text = json.dumps({"params": params, "fitted": fitted})
+        except TypeError as error:
+            raise InvalidParameterError(
+                f"cannot save this Specializer: its parameters must be JSON values (numbers, "
+                f"strings, lists, dicts) to be written, and one is not ({error}); pass a "
+                "registered test name instead of a CITest instance"
+            ) from None
+        path.mkdir(parents=True, exist_ok=True)
+        (path / MODEL_FILE).write_text(text)
         self.structure_.to_json(path / "structure.json")
         if self.encoder_ is not None:
             self.encoder_.save(path / "step_vae")
