@@ -59,3 +59,14 @@ def read_saved_config(folder, filename: str, what: str, version: int) -> dict:
             f"{path} has format version {found}; this release reads version {version}"
         )
     return config
+
+
+def jsonable(value):
+    """``value`` with tuples made lists and paths made strings, in nested dicts and lists too."""
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value

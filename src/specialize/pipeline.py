@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from ._params import ConstructorParams, read_saved_config, resolve_seed
+from ._params import ConstructorParams, jsonable, read_saved_config, resolve_seed
 from ._targets import check_task_targets
 from ._validation import DataValidationError, InvalidParameterError, check_choice, check_int
 from .structure import TaskStructure, discover_structure
@@ -272,7 +272,7 @@ class Specializer(ConstructorParams):
         params = self.get_params()
         params.update(checkpoint=None)
         for name in ("vae_params", "structure_params", "specialist_params"):
-            params[name] = _jsonable(params[name])
+            params[name] = jsonable(params[name])
         fitted = {
             "format_version": FORMAT_VERSION,
             "n_features_in": self.n_features_in_,
@@ -330,17 +330,6 @@ class Specializer(ConstructorParams):
             for k, has in enumerate(fitted["has_specialist"])
         ]
         return model
-
-
-def _jsonable(value):
-    """Parameter dicts with tuples and paths made JSON-friendly."""
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (tuple, list)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 __all__ = ["Specializer"]

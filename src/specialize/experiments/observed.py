@@ -22,12 +22,21 @@ time of its fit:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 
 from ..datasets import TaskSequences, make_task_sequences
-from ..structure import discover_structure
 from .runner import Experiment
-from .structure import SEGMENT_LENGTH, STRUCTURE_METRICS, plot_scores_against, step_scores
+from .structure import (
+    SEGMENT_LENGTH,
+    STRUCTURE_METRICS,
+    StructureMethod,
+    algorithm_1,
+    cca,
+    evaluate_methods,
+    plot_scores_against,
+    step_scores,
+)
 
 STATE_DIM = 2
 LATENT_DIM = 4
@@ -42,8 +51,6 @@ def observed_settings(quick: bool) -> list[dict]:
 
 def run_observed(setting: dict, seed: int, quick: bool) -> list[dict]:
     """One run: the rendered data of ``setting`` and ``seed``, one row per method."""
-    import time
-
     data = make_task_sequences(
         setting["n_samples"],
         setting["n_steps"],
@@ -55,17 +62,12 @@ def run_observed(setting: dict, seed: int, quick: bool) -> list[dict]:
         random_state=seed,
     )
     methods = (
-        ("algorithm-1-latent", partial(_latent, epochs=10 if quick else 30)),
-        ("algorithm-1-observed", _observed),
-        ("cca-observed", _cca),
-        ("algorithm-1-states", _states),
+        StructureMethod("algorithm-1-latent", partial(_latent, epochs=10 if quick else 30)),
+        StructureMethod("algorithm-1-observed", algorithm_1),
+        StructureMethod("cca-observed", cca),
+        StructureMethod("algorithm-1-states", _states),
     )
-    rows = []
-    for name, evaluate in methods:
-        started = time.perf_counter()
-        metrics = evaluate(data, seed)
-        rows.append({"method": name, **metrics, "seconds": time.perf_counter() - started})
-    return rows
+    return evaluate_methods(data, seed, methods)
 
 
 def _latent(data: TaskSequences, seed: int, epochs: int) -> dict:
@@ -82,24 +84,9 @@ def _latent(data: TaskSequences, seed: int, epochs: int) -> dict:
     return {**step_scores(model.step_tasks_, data), "n_active": int(model.active_dims_.size)}
 
 
-def _observed(data: TaskSequences, seed: int) -> dict:
-    result = discover_structure(
-        data.obs, data.tasks, segment_length=SEGMENT_LENGTH, random_state=seed
-    )
-    return step_scores(result.step_tasks, data)
-
-
-def _cca(data: TaskSequences, seed: int) -> dict:
-    from ..baselines import CCAStructure
-
-    return step_scores(CCAStructure().fit(data.obs, data.tasks).step_tasks_, data)
-
-
 def _states(data: TaskSequences, seed: int) -> dict:
-    result = discover_structure(
-        data.states, data.tasks, segment_length=SEGMENT_LENGTH, random_state=seed
-    )
-    return step_scores(result.step_tasks, data)
+    """Algorithm 1 on the true states instead of the observations."""
+    return algorithm_1(replace(data, obs=data.states), seed)
 
 
 OBSERVED_VS_LATENT = Experiment(

@@ -75,7 +75,8 @@ def step_scores(step_tasks, data: TaskSequences) -> dict:
     return {k: scores[k] for k in ("precision", "recall", "f1", "accuracy", "exact")}
 
 
-def _algorithm_1(data: TaskSequences, seed: int) -> dict:
+def algorithm_1(data: TaskSequences, seed: int) -> dict:
+    """Step scores of ``discover_structure`` with the package defaults on ``data.obs``."""
     result = discover_structure(
         data.obs, data.tasks, segment_length=SEGMENT_LENGTH, random_state=seed
     )
@@ -96,7 +97,8 @@ def _algorithm_1_pairwise(data: TaskSequences, seed: int) -> dict:
     return step_scores(result.step_tasks, data)
 
 
-def _cca(data: TaskSequences, seed: int) -> dict:
+def cca(data: TaskSequences, seed: int) -> dict:
+    """Step scores of the CCA baseline on ``data.obs``."""
     from ..baselines import CCAStructure
 
     return step_scores(CCAStructure().fit(data.obs, data.tasks).step_tasks_, data)
@@ -123,9 +125,9 @@ def flat_dims_to_steps(relevant_dims: Sequence, n_steps: int, state_dim: int) ->
 
 
 STRUCTURE_METHODS = (
-    StructureMethod("algorithm-1", _algorithm_1),
+    StructureMethod("algorithm-1", algorithm_1),
     StructureMethod("algorithm-1-pairwise", _algorithm_1_pairwise),
-    StructureMethod("cca", _cca),
+    StructureMethod("cca", cca),
     StructureMethod("group-lasso", _group_lasso),
 )
 
@@ -146,6 +148,13 @@ def run_structure(
         segment_length=SEGMENT_LENGTH,
         random_state=seed,
     )
+    return evaluate_methods(data, seed, methods)
+
+
+def evaluate_methods(
+    data: TaskSequences, seed: int, methods: Sequence[StructureMethod]
+) -> list[dict]:
+    """One row per method on ``data``: ``method``, its metrics and its ``seconds``."""
     rows = []
     for method in methods:
         started = time.perf_counter()

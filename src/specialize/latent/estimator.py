@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._params import ConstructorParams, read_saved_config, resolve_seed
+from .._params import ConstructorParams, jsonable, read_saved_config, resolve_seed
 from .._targets import check_task_targets, encode_targets, resolve_task_types
 from .._validation import (
     DataValidationError,
@@ -374,7 +374,7 @@ class SparseTaskVAE(ConstructorParams):
         self._check_fitted()
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        params = {k: _jsonable(v) for k, v in self.get_params().items()}
+        params = jsonable(self.get_params())
         params["checkpoint"] = None
         fitted = {
             "format_version": FORMAT_VERSION,
@@ -454,14 +454,6 @@ def _task_data(torch, x: np.ndarray, y: np.ndarray, device):
         torch.as_tensor(x, dtype=torch.float32, device=device),
         torch.as_tensor(y, dtype=torch.float32, device=device),
     )
-
-
-def _jsonable(value):
-    if isinstance(value, tuple):
-        return list(value)
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 def _from_json(name: str, value):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._params import ConstructorParams, read_saved_config, resolve_seed
+from .._params import ConstructorParams, jsonable, read_saved_config, resolve_seed
 from .._validation import (
     DataValidationError,
     InvalidParameterError,
@@ -282,8 +282,8 @@ class StepVAE(ConstructorParams):
             raise InvalidParameterError("this StepVAE is not fitted yet: nothing to save")
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        params = self.get_params()
-        params.update(hidden_sizes=list(self.hidden_sizes), checkpoint=None)
+        params = jsonable(self.get_params())
+        params["checkpoint"] = None
         fitted = {
             "format_version": FORMAT_VERSION,
             "n_features_in": self.n_features_in_,
