@@ -295,11 +295,17 @@ def fit_latents(
 def fit(
     data: Path = typer.Argument(
         ...,
-        help="An .npz file with 'obs' (n, T, D) and 'tasks' (n, M); optional: the truth "
+        help="An .npz file with 'obs' (n, T, D) and 'tasks' (n, M), or, when the tasks are "
+        "not observed, 'outcomes' (n, outcome_dim) with --n-tasks; optional: the truth "
         "'step_assignment' (T, M).",
     ),
     out: Path = typer.Option(..., "--out", help="Folder for the model, report.json, report.png."),
     latent_dim: int = typer.Option(8, help="Width of each step's generalist latent."),
+    n_tasks: int | None = typer.Option(
+        None,
+        help="Learn this many tasks from the file's 'outcomes' (for a file without 'tasks'; "
+        "learned tasks are scored after matching them to the true ones).",
+    ),
     step_encoder: str = typer.Option(
         "vae", help="vae (learn the latents) or identity (the file's arrays are the latents)."
     ),
@@ -343,7 +349,15 @@ def fit(
     from .structure.result import format_matrix
 
     with _user_errors():
-        f = load_sequences(data, key=key)
+        f = load_sequences(data, key=key, with_tasks=False)
+        learn_tasks = f.G is None or n_tasks is not None
+        if learn_tasks and (f.outcomes is None or n_tasks is None):
+            raise ValueError(
+                f"{data} has no 'tasks': give a file with 'tasks', or one with 'outcomes' "
+                "(an observation of the tasks' outcomes) and --n-tasks"
+                if f.G is None
+                else f"--n-tasks learns tasks from 'outcomes', which {data} does not hold"
+            )
         if out.exists() and not out.is_dir():
             raise ValueError(f"--out {out} is a file; give a folder for the model")
         model = Specializer(
@@ -362,12 +376,16 @@ def fit(
                 **({} if specialist_epochs is None else {"epochs": specialist_epochs}),
             },
             specialists=specialists,
+            n_tasks=n_tasks,
             device=device,
             random_state=random_state,
             progress=progress,
             checkpoint=checkpoint,
         )
-        model.fit(f.X, f.G)
+        if learn_tasks:
+            model.fit(f.X, outcomes=f.outcomes)
+        else:
+            model.fit(f.X, f.G)
         truth = f.step_assignment
         truth = truth if truth is not None and truth.shape == model.step_tasks_.shape else None
         model.save(out)
@@ -375,6 +393,7 @@ def fit(
         report["source"] = data.name
         (out / "report.json").write_text(json.dumps(report, indent=1))
         model.plot(out / "report.png", truth=truth)
+        truth = model.aligned_truth(truth)
     typer.echo(
         ("recovered | truth\n" if truth is not None else "")
         + format_matrix(model.step_tasks_, row_label="step", other=truth)

@@ -8,6 +8,11 @@
 3. For each task, a :class:`~specialize.latent.SparseTaskVAE` reads the generalist latents
    of the task's steps (concatenated) and keeps, through its sparse task-latent mask, the
    coordinates the task needs: the task's specialist.
+
+When the tasks are not observed, ``fit(X, outcomes=O)`` with ``n_tasks=M`` first learns task
+latents from an observation O of the tasks' outcomes (:mod:`specialize.structure.unknown`) and
+runs steps 2 and 3 on them; learned tasks are numbered in no particular order, so their
+scores match them to the true tasks first.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from ._params import ConstructorParams, jsonable, read_saved_config, resolve_see
 from ._targets import check_task_targets
 from ._validation import DataValidationError, InvalidParameterError, check_choice, check_int
 from .structure import TaskStructure, discover_structure
+from .structure.unknown import TaskReadout
 
 STEP_ENCODERS = ("vae", "identity")
 FORMAT_VERSION = 1
@@ -52,6 +58,8 @@ class Specializer(ConstructorParams):
         ``latent_dim`` defaults to the width of the specialist's input.
     specialists : bool
         Fit the specialists (step 3); False stops after the structure.
+    n_tasks : int or None
+        Number of tasks to learn when ``fit`` gets outcome observations instead of tasks.
     device : "auto", "cpu", "cuda" or a torch device
     random_state : int or None
         Seeds the StepVAE, the CI tests and every specialist (task k gets seed + 1 + k).
@@ -73,6 +81,8 @@ class Specializer(ConstructorParams):
         None for a task with no step, or when ``specialists=False``.
     relevant_dims_ : list of int ndarrays
         Each task's selected coordinates of its specialist's latent (empty without one).
+    task_readout_ : TaskReadout or None
+        The map from outcome observations to the learned task latents (unknown tasks only).
     timings_ : dict of float, seconds per stage
     """
 
@@ -86,6 +96,7 @@ class Specializer(ConstructorParams):
         structure_params: dict | None = None,
         specialist_params: dict | None = None,
         specialists: bool = True,
+        n_tasks: int | None = None,
         device="auto",
         random_state=None,
         progress=None,
@@ -98,16 +109,22 @@ class Specializer(ConstructorParams):
         self.structure_params = structure_params
         self.specialist_params = specialist_params
         self.specialists = specialists
+        self.n_tasks = n_tasks
         self.device = device
         self.random_state = random_state
         self.progress = progress
         self.checkpoint = checkpoint
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X, G) -> Specializer:
-        """Fit on sequences X (n, n_steps, n_features) and task variables G (n, n_tasks)."""
+    def fit(self, X, G=None, *, outcomes=None) -> Specializer:
+        """Fit on sequences X (n, n_steps, n_features) and task variables G (n, n_tasks).
+
+        Without G, ``outcomes`` (n, outcome_dim), an observation of the tasks' outcomes, and
+        the constructor's ``n_tasks`` are required: the tasks are learned from them.
+        """
         from .latent import SparseTaskVAE
         from .latent.sequence import StepVAE, check_sequences
+        from .structure.unknown import check_outcomes, learn_task_readout
 
         check_choice("step_encoder", self.step_encoder, STEP_ENCODERS)
         for name in ("vae_params", "structure_params", "specialist_params"):
@@ -115,13 +132,27 @@ class Specializer(ConstructorParams):
             if value is not None and not isinstance(value, dict):
                 raise InvalidParameterError(f"{name} must be a dict or None, got {value!r}")
         X = check_sequences(X)
-        G = check_task_targets(G, X.shape[0])
-        if np.isnan(G).any():
-            raise DataValidationError(
-                "G holds NaN: the structure search needs every task observed in every sequence"
+        if (G is None) == (outcomes is None):
+            raise InvalidParameterError(
+                "pass either the task variables G or, when the tasks are not observed, "
+                "outcomes= (an observation of the tasks' outcomes) with n_tasks set"
             )
+        if G is not None:
+            G = check_task_targets(G, X.shape[0])
+            if np.isnan(G).any():
+                raise DataValidationError(
+                    "G holds NaN: the structure search needs every task observed in every sequence"
+                )
+            n_tasks = G.shape[1]
+        else:
+            if self.n_tasks is None:
+                raise InvalidParameterError(
+                    "n_tasks is None: set the number of tasks to learn from the outcomes"
+                )
+            n_tasks = check_int("n_tasks", self.n_tasks, minimum=1)
+            outcomes = check_outcomes(outcomes, n_samples=X.shape[0])
         n, T, D = X.shape
-        self.n_features_in_, self.n_steps_, self.n_tasks_ = D, T, G.shape[1]
+        self.n_features_in_, self.n_steps_, self.n_tasks_ = D, T, n_tasks
         self.random_state_ = resolve_seed(self.random_state)
         folder = None if self.checkpoint is None else Path(self.checkpoint)
         self.timings_ = {}
@@ -145,6 +176,21 @@ class Specializer(ConstructorParams):
             self.active_dims_ = np.arange(D)
         Z = self._generalist(X)
         self.timings_["encoder"] = time.perf_counter() - start
+
+        self.task_readout_ = None
+        if G is None:
+            start = time.perf_counter()
+            settings = self.structure_params or {}
+            self.task_readout_ = learn_task_readout(
+                Z,
+                outcomes,
+                n_tasks,
+                segment_length=settings.get("segment_length", 2),
+                alpha=settings.get("alpha", 0.05),
+                random_state=self.random_state_,
+            )
+            G = self.task_readout_.transform(outcomes)
+            self.timings_["task_latents"] = time.perf_counter() - start
 
         start = time.perf_counter()
         structure_params = {"random_state": self.random_state_, **(self.structure_params or {})}
@@ -207,6 +253,15 @@ class Specializer(ConstructorParams):
             )
         return self._generalist(X)
 
+    def task_latents(self, outcomes) -> np.ndarray:
+        """Learned task latents (n, n_tasks) of outcome observations (unknown tasks only)."""
+        self._check_fitted()
+        if self.task_readout_ is None:
+            raise InvalidParameterError(
+                "this model was fitted on observed tasks: it has no learned task latents"
+            )
+        return self.task_readout_.transform(outcomes)
+
     def transform(self, X, task: int) -> np.ndarray:
         """Task ``task``'s specialist latent: (n, len(relevant_dims_[task]))."""
         self._check_fitted()
@@ -223,7 +278,8 @@ class Specializer(ConstructorParams):
 
     # ------------------------------------------------------------------ reporting
     def report(self, truth=None) -> dict:
-        """A JSON-friendly summary; ``truth`` (n_steps, n_tasks) adds the structure scores."""
+        """A JSON-friendly summary; ``truth`` (n_steps, n_tasks) adds the structure scores
+        (for learned tasks, after matching them to the true tasks: ``scores["permutation"]``)."""
         self._check_fitted()
         tasks = []
         for k, specialist in enumerate(self.specialists_):
@@ -252,16 +308,43 @@ class Specializer(ConstructorParams):
             "tasks": tasks,
             "timings": self.timings_,
         }
+        if self.task_readout_ is not None:
+            report["learned_tasks"] = True
+            report["task_supports"] = self.task_readout_.supports.astype(int).tolist()
+            report["tasks_resolved"] = self.task_readout_.n_resolved
         if truth is not None:
-            report["scores"] = self.structure_.scores(truth)
+            report["scores"] = self.scores(truth)
         return report
+
+    def scores(self, truth) -> dict:
+        """Structure scores against ``truth`` (n_steps or n_segments, n_tasks).
+
+        Learned tasks are matched to the true ones first
+        (:func:`~specialize.metrics.matched_structure_scores`).
+        """
+        from .metrics.structure import matched_structure_scores
+
+        self._check_fitted()
+        if self.task_readout_ is None:
+            return self.structure_.scores(truth)
+        truth = np.asarray(truth, dtype=bool)
+        segments = self.structure_.segment_tasks
+        predicted = segments if truth.shape == segments.shape else self.step_tasks_
+        return matched_structure_scores(predicted, truth)
 
     def plot(self, path=None, *, truth=None):
         """Structure heat-map (steps x tasks) and every specialist's task-latent mask."""
         from .pipeline_plot import plot_specializer
 
         self._check_fitted()
-        return plot_specializer(self, path, truth=truth)
+        return plot_specializer(self, path, truth=self.aligned_truth(truth))
+
+    def aligned_truth(self, truth):
+        """``truth`` with its task columns in the order of the learned tasks (matched by
+        :meth:`scores`); as given for observed tasks or None."""
+        if truth is None or self.task_readout_ is None:
+            return truth
+        return np.asarray(truth)[:, self.scores(truth)["permutation"]]
 
     # ------------------------------------------------------------------ persistence
     def save(self, path) -> None:
@@ -283,6 +366,7 @@ class Specializer(ConstructorParams):
             "task_steps": [s.tolist() for s in self.task_steps_],
             "relevant_dims": [d.tolist() for d in self.relevant_dims_],
             "has_specialist": [s is not None for s in self.specialists_],
+            "task_readout": None if self.task_readout_ is None else self.task_readout_.to_dict(),
             "timings": self.timings_,
         }
         try:
@@ -320,6 +404,8 @@ class Specializer(ConstructorParams):
         model.task_steps_ = [np.asarray(s, dtype=np.intp) for s in fitted["task_steps"]]
         model.relevant_dims_ = [np.asarray(d, dtype=np.intp) for d in fitted["relevant_dims"]]
         model.timings_ = fitted["timings"]
+        readout = fitted.get("task_readout")
+        model.task_readout_ = None if readout is None else TaskReadout.from_dict(readout)
         model.structure_ = TaskStructure.from_json(path / "structure.json")
         model.step_tasks_ = model.structure_.step_tasks
         model.encoder_ = (

@@ -26,6 +26,8 @@ class SequenceFile:
     segment_assignment, step_assignment : bool ndarray or None
         The truth, when the file holds it.
     segment_length : int or None
+    outcomes : ndarray of shape (n, outcome_dim) or None
+        An observation of the tasks' outcomes, for learning tasks that are not observed.
     """
 
     X: np.ndarray
@@ -34,6 +36,7 @@ class SequenceFile:
     segment_assignment: np.ndarray | None
     step_assignment: np.ndarray | None
     segment_length: int | None
+    outcomes: np.ndarray | None = None
 
 
 def load_sequences(path, key: str | None = None, *, with_tasks: bool = True) -> SequenceFile:
@@ -45,7 +48,7 @@ def load_sequences(path, key: str | None = None, *, with_tasks: bool = True) -> 
     key : {"obs", "states"} or None
         Which array to read as X; None takes ``obs`` if present, else ``states``.
     with_tasks : bool
-        Whether ``tasks`` is required; without it, G is None.
+        Whether ``tasks`` is required; when it is not and the file has none, G is None.
     """
     path = Path(path)
     if not path.exists():
@@ -65,7 +68,7 @@ def load_sequences(path, key: str | None = None, *, with_tasks: bool = True) -> 
         raise DataValidationError(f"{path} has no key {key!r} (keys: {sorted(arrays)})")
     if with_tasks and "tasks" not in arrays:
         raise DataValidationError(f"{path} has no key 'tasks' (keys: {sorted(arrays)})")
-    X, G = arrays[key], arrays["tasks"] if with_tasks else None
+    X, G = arrays[key], arrays.get("tasks")
     if X.ndim != 3:
         raise DataValidationError(f"'{key}' in {path} has shape {X.shape}, expected (n, T, D)")
     if G is not None and G.ndim not in (2, 3):
@@ -80,6 +83,12 @@ def load_sequences(path, key: str | None = None, *, with_tasks: bool = True) -> 
                 raise DataValidationError(f"'{name}' in {path} has shape {a.shape}, expected 2-D")
             truth[name] = a.astype(bool)
     length = int(arrays["segment_length"]) if "segment_length" in arrays else None
+    outcomes = arrays.get("outcomes")
+    if outcomes is not None and (outcomes.ndim != 2 or outcomes.shape[0] != X.shape[0]):
+        raise DataValidationError(
+            f"'outcomes' in {path} has shape {outcomes.shape}, expected ({X.shape[0]}, "
+            "outcome_dim): one outcome observation per sequence"
+        )
     return SequenceFile(
-        X, G, key, truth.get("segment_assignment"), truth.get("step_assignment"), length
+        X, G, key, truth.get("segment_assignment"), truth.get("step_assignment"), length, outcomes
     )

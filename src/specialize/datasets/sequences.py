@@ -71,6 +71,9 @@ class TaskSequences:
     segment_length : int
     params : dict
         The generator's arguments, ``random_state`` included.
+    outcomes : ndarray of shape (n_samples, outcome_dim) or None
+        With ``outcome_dim``: an observation of the tasks' outcomes (the frame after the
+        actions that shows them), an injective function of the task variables.
     """
 
     obs: np.ndarray
@@ -82,11 +85,14 @@ class TaskSequences:
     dag: nx.DiGraph = field(repr=False)
     segment_length: int = 2
     params: dict = field(default_factory=dict)
+    outcomes: np.ndarray | None = None
 
     def save(self, path) -> None:
         """Write the arrays (not the DAG) to an ``.npz`` file."""
+        extra = {} if self.outcomes is None else {"outcomes": self.outcomes}
         np.savez_compressed(
             path,
+            **extra,
             obs=self.obs,
             states=self.states,
             actions=self.actions,
@@ -111,6 +117,8 @@ def make_task_sequences(
     disconnect_prob: float = 0.0,
     action_to_state: bool = False,
     assignment=None,
+    outcome_dim: int | None = None,
+    outcome_mixing: str = "linear",
     random_state=None,
 ) -> TaskSequences:
     """Simulate n i.i.d. sequences whose tasks are colliders of their steps' actions.
@@ -145,6 +153,13 @@ def make_task_sequences(
         The step-task structure; drawn at random when None. Random assignments interleave
         tasks, give every task at least two segments, and (where K >= 3) leave some segment in
         no task and put some segment in several.
+    outcome_dim : int or None
+        Also return ``outcomes`` (n, outcome_dim): the task variables (flattened to M * q
+        columns) seen through an injective map, for learning tasks that are not observed
+        (:mod:`specialize.structure.unknown`). Drawn after everything else, so the other
+        arrays do not depend on it.
+    outcome_mixing : {"linear", "mlp"}
+        That map: a full-rank matrix, or a leaky-ReLU MLP with full-rank layers.
     random_state : int, Generator or None
 
     Returns
@@ -168,6 +183,9 @@ def make_task_sequences(
         raise InvalidParameterError(
             f"mixing='identity' observes the states, so obs_dim must be None or {d}; got {D}"
         )
+    if outcome_dim is not None:
+        outcome_dim = check_int("outcome_dim", outcome_dim, minimum=M * q)
+    check_choice("outcome_mixing", outcome_mixing, MIXINGS[1:])
     p_cut = check_float("disconnect_prob", disconnect_prob, low=0.0, high=1.0, high_inclusive=False)
     rng = check_random_state(random_state)
     K = T // L
@@ -210,6 +228,9 @@ def make_task_sequences(
         tasks[:, i] = g
     obs = _mix(states, D, mixing, rng)
     dag = _build_dag(T, M, connected, action_to_state, step_assignment)
+    outcomes = None
+    if outcome_dim is not None:
+        outcomes = _mix(tasks.reshape(n, 1, M * q), outcome_dim, outcome_mixing, rng)[:, 0]
     params = dict(
         n_samples=n,
         n_steps=T,
@@ -222,6 +243,8 @@ def make_task_sequences(
         mixing=mixing,
         disconnect_prob=p_cut,
         action_to_state=bool(action_to_state),
+        outcome_dim=outcome_dim,
+        outcome_mixing=outcome_mixing,
         random_state=random_state
         if isinstance(random_state, (int, type(None)))
         else repr(random_state),
@@ -236,6 +259,7 @@ def make_task_sequences(
         dag=dag,
         segment_length=L,
         params=params,
+        outcomes=outcomes,
     )
 
 

@@ -7,7 +7,8 @@ manifest beside it. A new study is an :class:`Experiment` passed to :func:`regis
 
 Registered here: ``structure-vs-steps`` and ``structure-vs-tasks`` (Layer 1 against the CCA
 and group-lasso baselines), ``latent-ablation`` (Layer 2 with and without the penalty) and
-``observed-vs-latent`` (Algorithm 1 on raw high-dimensional observations and on learned latents).
+``observed-vs-latent`` (Algorithm 1 on raw high-dimensional observations and on learned latents)
+and ``unknown-tasks`` (structure from tasks learned out of an observation of their outcomes).
 """
 
 from .ablation import LATENT_ABLATION
@@ -23,8 +24,15 @@ from .runner import (
     run_experiment,
 )
 from .structure import STRUCTURE_VS_STEPS, STRUCTURE_VS_TASKS
+from .unknown import UNKNOWN_TASKS
 
-for _experiment in (STRUCTURE_VS_STEPS, STRUCTURE_VS_TASKS, LATENT_ABLATION, OBSERVED_VS_LATENT):
+for _experiment in (
+    STRUCTURE_VS_STEPS,
+    STRUCTURE_VS_TASKS,
+    LATENT_ABLATION,
+    OBSERVED_VS_LATENT,
+    UNKNOWN_TASKS,
+):
     register(_experiment)
 
 __all__ = [

@@ -46,3 +46,38 @@ def structure_scores(predicted, truth) -> dict:
         "fn": fn,
         "tn": tn,
     }
+
+
+def matched_structure_scores(predicted, truth) -> dict:
+    """:func:`structure_scores` after matching learned tasks to true tasks (unknown tasks).
+
+    Learned tasks carry no labels, so the columns of ``predicted`` are matched one to one to
+    those of ``truth`` by the Hungarian algorithm on the F1 of every (learned, true) pair, and
+    the matched matrix is scored.
+
+    Parameters
+    ----------
+    predicted, truth : bool array-like of the same shape, (K, M) or (T, M)
+
+    Returns
+    -------
+    dict
+        The keys of :func:`structure_scores`, plus ``permutation``: a list whose entry i is
+        the true task matched to learned task i.
+    """
+    from scipy.optimize import linear_sum_assignment
+
+    p = np.asarray(predicted, dtype=bool)
+    t = np.asarray(truth, dtype=bool)
+    if p.shape != t.shape:
+        raise DataValidationError(f"predicted has shape {p.shape} but truth has shape {t.shape}")
+    M = p.shape[1]
+    pair_f1 = np.array(
+        [[structure_scores(p[:, [i]], t[:, [j]])["f1"] for j in range(M)] for i in range(M)]
+    )
+    rows, cols = linear_sum_assignment(-pair_f1)
+    matched = np.zeros_like(p)
+    matched[:, cols] = p[:, rows]
+    permutation = np.empty(M, dtype=int)
+    permutation[rows] = cols
+    return {**structure_scores(matched, t), "permutation": permutation.tolist()}
