@@ -8,7 +8,7 @@ runs both on raw sequences: learned step latents, their task structure, a specia
 
 __version__ = "0.1.0"
 
-from .datasets import make_task_latents, make_task_sequences  # noqa: E402
+from .datasets import make_agent_video, make_task_latents, make_task_sequences  # noqa: E402
 from .structure import TaskStructure, discover_structure  # noqa: E402
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "TaskStructure",
     "__version__",
     "discover_structure",
+    "make_agent_video",
     "make_task_latents",
     "make_task_sequences",
 ]

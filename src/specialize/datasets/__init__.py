@@ -3,11 +3,14 @@
 from .io import load_sequences
 from .latents import TaskLatents, make_task_latents
 from .sequences import TaskSequences, make_task_sequences, random_segment_assignment
+from .video import AgentVideo, make_agent_video
 
 __all__ = [
+    "AgentVideo",
     "TaskLatents",
     "TaskSequences",
     "load_sequences",
+    "make_agent_video",
     "make_task_latents",
     "make_task_sequences",
     "random_segment_assignment",
