@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from specialize._threads import one_thread as one_thread_limits
-from specialize._validation import InvalidParameterError
+from specialize._validation import DataValidationError, InvalidParameterError
+from specialize.datasets import make_task_sequences
 from specialize.experiments import (
     EXPERIMENTS,
     Experiment,
@@ -20,7 +21,15 @@ from specialize.experiments import (
     register,
     run_experiment,
 )
-from specialize.experiments.structure import flat_dims_to_steps
+from specialize.experiments.structure import (
+    SEGMENT_LENGTH,
+    algorithm_1,
+    flat_dims_to_steps,
+    latent_scores,
+    task_signals,
+    tasks_specializer,
+)
+from specialize.structure import discover_structure
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -311,13 +320,55 @@ def test_flattened_coordinates_map_to_their_steps():
     )
 
 
-@pytest.mark.parametrize(
-    ("name", "x", "values"),
-    [("structure-vs-steps", "n_steps", [8, 12]), ("structure-vs-tasks", "n_tasks", [2, 4])],
-)
-def test_quick_structure_study_ranks_algorithm_1_above_cca(name, x, values, tmp_path, one_thread):
-    run = run_experiment(name, seeds=[0], quick=True, out=tmp_path)
-    methods = {"algorithm-1", "algorithm-1-pairwise", "cca", "group-lasso"}
+def test_latent_scores_are_near_one_for_the_signal_and_near_zero_for_noise(one_thread):
+    rng = np.random.default_rng(0)
+    signal = rng.normal(size=2000)
+    noise = rng.normal(size=2000)
+
+    itself = latent_scores(3.0 * signal[:, None] - 1.0, signal, random_state=0)
+    assert itself["latent_r2"] > 0.99 and itself["latent_mcc"] > 0.99
+    assert itself["latent_dims"] == 1
+    unrelated = latent_scores(noise[:, None], signal, random_state=0)
+    assert unrelated["latent_r2"] < 0.05 and unrelated["latent_mcc"] < 0.1
+    both = latent_scores(np.column_stack([noise, signal]), signal, random_state=0)
+    assert both["latent_r2"] > 0.99 and both["latent_mcc"] > 0.99 and both["latent_dims"] == 2
+    nothing = latent_scores(np.empty((2000, 0)), signal, random_state=0)
+    assert nothing == {"latent_r2": 0.0, "latent_mcc": 0.0, "latent_dims": 0}
+    with pytest.raises(DataValidationError, match=r"signal has shape \(1999,\)"):
+        latent_scores(signal[:, None], signal[:-1], random_state=0)
+
+
+def test_task_signal_is_the_least_squares_fit_on_the_states_of_the_true_steps_only():
+    data = make_task_sequences(3000, 12, 3, state_dim=2, segment_length=2, random_state=4)
+    signals = task_signals(data)
+    assert signals.shape == (3000, 3)
+    for k in range(3):
+        true_steps = data.states[:, data.step_assignment[:, k]].reshape(3000, -1)
+        residual = data.tasks[:, k] - signals[:, k]
+        # the residual is orthogonal to the regressors: no better fit on these states exists
+        np.testing.assert_allclose(true_steps.T @ residual / 3000, 0.0, atol=1e-9)
+        assert abs(residual.mean()) < 1e-9
+        # and the signal is a linear function of these states alone (no other step enters)
+        design = np.column_stack([np.ones(3000), true_steps])
+        fitted = design @ np.linalg.lstsq(design, signals[:, k], rcond=None)[0]
+        np.testing.assert_allclose(fitted, signals[:, k], atol=1e-9)
+        assert 0.02 < signals[:, k].var() / data.tasks[:, k].var() < 1.0
+
+
+def test_the_pipeline_finds_the_structure_of_algorithm_1_with_the_same_seed(one_thread):
+    # few samples, so that the structure is not simply the truth and must match entry by entry
+    data = make_task_sequences(300, 12, 4, state_dim=2, segment_length=2, random_state=3)
+    model = tasks_specializer(3).set_params(specialists=False).fit(data.obs, data.tasks)
+    reference = discover_structure(
+        data.obs, data.tasks, segment_length=SEGMENT_LENGTH, random_state=3
+    )
+    np.testing.assert_array_equal(model.step_tasks_, reference.step_tasks)
+    assert not np.array_equal(model.step_tasks_, data.step_assignment)
+
+
+def assert_structure_rows(run, x: str, values: list, methods: set) -> None:
+    """Rows of a quick structure study: every (setting, method), scores in range, Algorithm 1
+    at F1 >= 0.9 and above CCA in precision."""
     assert sorted((row[x], row["method"]) for row in run.rows) == sorted(
         (v, m) for v in values for m in methods
     )
@@ -332,8 +383,41 @@ def test_quick_structure_study_ranks_algorithm_1_above_cca(name, x, values, tmp_
         assert scores["algorithm-1"]["f1"] >= 0.9
         # CCA assigns the chain neighbours of task steps as well (docs/baselines.md)
         assert scores["cca"]["precision"] < scores["algorithm-1"]["precision"]
+
+
+STRUCTURE_METHOD_NAMES = {"algorithm-1", "algorithm-1-pairwise", "cca", "group-lasso"}
+LATENT_COLUMNS = ("latent_r2", "latent_mcc", "latent_dims", "specialist_seconds")
+
+
+def test_quick_structure_vs_steps_ranks_algorithm_1_above_cca(tmp_path, one_thread):
+    run = run_experiment("structure-vs-steps", seeds=[0], quick=True, out=tmp_path)
+    assert_structure_rows(run, "n_steps", [8, 12], STRUCTURE_METHOD_NAMES)
+    assert not any(column in run.rows[0] for column in LATENT_COLUMNS)
     assert [p.name for p in run.plots] == ["f1_accuracy.png"]
     assert_valid_png(run.plots[0])
+
+
+def test_quick_structure_vs_tasks_scores_the_latents_of_algorithm_1_only(tmp_path, one_thread):
+    run = run_experiment("structure-vs-tasks", seeds=[0], quick=True, out=tmp_path)
+    assert_structure_rows(run, "n_tasks", [2, 4], STRUCTURE_METHOD_NAMES)
+    for row in run.rows:
+        if row["method"] == "algorithm-1":
+            assert 0.0 <= row["latent_r2"] <= 1.0 and 0.0 <= row["latent_mcc"] <= 1.0
+            # each task reads at most the 2-dimensional states of the 12 steps
+            assert 0.0 <= row["latent_dims"] <= 24 and row["specialist_seconds"] > 0
+            data = make_task_sequences(
+                2000, 12, row["n_tasks"], state_dim=2, segment_length=2, random_state=0
+            )
+            reference = algorithm_1(data, 0)
+            assert {k: row[k] for k in reference} == reference
+        else:
+            assert all(row[column] is None for column in LATENT_COLUMNS)
+    for line in summary_table(run.summary):
+        has_latents = line["method"] == "algorithm-1"
+        assert all((line[column] != "n/a") == has_latents for column in LATENT_COLUMNS)
+    assert [p.name for p in run.plots] == ["f1_accuracy.png", "latents.png"]
+    for path in run.plots:
+        assert_valid_png(path)
 
 
 def test_quick_latent_ablation_without_penalty_keeps_every_coordinate(tmp_path, one_thread):
