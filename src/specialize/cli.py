@@ -472,7 +472,8 @@ def _encode_latents(model_dir: Path, data: Path, task: int | None, device: str):
 def reproduce(
     experiment: str = typer.Argument(
         ...,
-        help="structure-vs-steps, structure-vs-tasks, latent-ablation, observed-vs-latent, or all.",
+        help="structure-vs-steps, structure-vs-tasks, latent-ablation, observed-vs-latent, "
+        "unknown-tasks, agent-video, or all.",
     ),
     seeds: int = typer.Option(10, help="Seeds 0 .. N-1 per setting."),
     quick: bool = typer.Option(False, "--quick", help="Reduced sizes: minutes, not an hour."),

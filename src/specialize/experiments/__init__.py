@@ -7,8 +7,10 @@ manifest beside it. A new study is an :class:`Experiment` passed to :func:`regis
 
 Registered here: ``structure-vs-steps`` and ``structure-vs-tasks`` (Layer 1 against the CCA
 and group-lasso baselines), ``latent-ablation`` (Layer 2 with and without the penalty) and
-``observed-vs-latent`` (Algorithm 1 on raw high-dimensional observations and on learned latents)
-and ``unknown-tasks`` (structure from tasks learned out of an observation of their outcomes).
+``observed-vs-latent`` (Algorithm 1 on raw high-dimensional observations and on learned latents),
+``unknown-tasks`` (structure from tasks learned out of an observation of their outcomes) and
+``agent-video`` (structure from rendered video: Algorithm 1 on pixels, on per-frame latents and on
+latents with a temporal prior).
 """
 
 from .ablation import LATENT_ABLATION
@@ -25,6 +27,7 @@ from .runner import (
 )
 from .structure import STRUCTURE_VS_STEPS, STRUCTURE_VS_TASKS
 from .unknown import UNKNOWN_TASKS
+from .video import AGENT_VIDEO
 
 for _experiment in (
     STRUCTURE_VS_STEPS,
@@ -32,6 +35,7 @@ for _experiment in (
     LATENT_ABLATION,
     OBSERVED_VS_LATENT,
     UNKNOWN_TASKS,
+    AGENT_VIDEO,
 ):
     register(_experiment)
 

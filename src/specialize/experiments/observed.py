@@ -70,17 +70,25 @@ def run_observed(setting: dict, seed: int, quick: bool) -> list[dict]:
     return evaluate_methods(data, seed, methods)
 
 
-def _latent(data: TaskSequences, seed: int, epochs: int) -> dict:
+def fit_latent_structure(
+    data: TaskSequences, seed: int, *, latent_dim: int, epochs: int, temporal_prior: bool = False
+):
+    """A Specializer without specialists fitted on ``data``: StepVAE latents, then Algorithm 1."""
     from ..pipeline import Specializer
 
-    model = Specializer(
-        LATENT_DIM,
+    return Specializer(
+        latent_dim,
+        temporal_prior=temporal_prior,
         vae_params={"epochs": epochs},
         structure_params={"segment_length": SEGMENT_LENGTH},
         specialists=False,
         random_state=seed,
         progress=False,
     ).fit(data.obs, data.tasks)
+
+
+def _latent(data: TaskSequences, seed: int, epochs: int) -> dict:
+    model = fit_latent_structure(data, seed, latent_dim=LATENT_DIM, epochs=epochs)
     return {**step_scores(model.step_tasks_, data), "n_active": int(model.active_dims_.size)}
 
 
