@@ -34,6 +34,7 @@ def run_one(seed: int, setting: str, args) -> dict:
     model = SparseTaskVAE(
         6,
         sparsity=sparsity,
+        selection=args.selection,
         gate=args.gate,
         align=not args.no_align,
         head_lipschitz=args.head_lipschitz,
@@ -52,6 +53,7 @@ def run_one(seed: int, setting: str, args) -> dict:
     return {
         "seed": seed,
         "setting": setting,
+        "selection": args.selection,
         "gate": args.gate,
         "align": not args.no_align,
         "head_lipschitz": args.head_lipschitz,
@@ -73,6 +75,12 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--settings", nargs="+", default=["0", "0.03", "0.1", "auto"])
+    parser.add_argument(
+        "--selection",
+        default="moments",
+        choices=["moments", "path"],
+        help='how sparsity="auto" selects the supports: gradient-moment shares or a penalty path',
+    )
     parser.add_argument("--gate", default="l1", choices=["l1", "hard-concrete"])
     parser.add_argument(
         "--no-align", action="store_true", help="skip the rotation of the latent (the paper's way)"

@@ -146,6 +146,7 @@ def test_no_truth_no_metrics_and_missing_labels_pass_through(folder, labels_file
 def test_auto_sparsity_reports_the_path_and_the_selected_losses(folder, labels_file):
     model_dir = folder / "auto-model"
     args = ["--out", model_dir, "--latent-dim", "4", "--epochs", "2", "--no-progress"]
+    args += ["--selection", "path"]
     result = invoke("fit-latents", labels_file, *args)
     assert result.exit_code == 0, result.output
     report = read_report(model_dir)

@@ -423,7 +423,9 @@ def test_quick_structure_vs_tasks_scores_the_latents_of_algorithm_1_only(tmp_pat
 def test_quick_latent_ablation_without_penalty_keeps_every_coordinate(tmp_path, one_thread):
     run = run_experiment("latent-ablation", seeds=[0], quick=True, out=tmp_path)
     assert sorted((row["method"], row["task"]) for row in run.rows) == [
-        (method, task) for method in ("group-lasso", "sparse-vae", "vae") for task in (0, 1)
+        (method, task)
+        for method in ("group-lasso", "l1-path", "sparse-vae", "vae")
+        for task in (0, 1)
     ]
     for row in run.rows:
         assert (row["n_samples"], row["epochs"]) == (2000, 10)
@@ -438,8 +440,10 @@ def test_quick_latent_ablation_without_penalty_keeps_every_coordinate(tmp_path, 
             assert not row["target_met"]
         elif row["method"] == "group-lasso":
             assert row["sparsity_selected"] is None
+        elif row["method"] == "l1-path":
+            assert row["sparsity_selected"] > 0  # a weight of the path
         else:
-            assert row["sparsity_selected"] > 0
+            assert row["sparsity_selected"] == 0.0  # the moment rule trains no penalty
     # the same selection of the same latent gets the same block R^2
     vae = {r["task"]: r for r in run.rows if r["method"] == "vae"}
     for row in run.rows:

@@ -131,7 +131,13 @@ def test_penalty_shrinks_the_mask(data):
 
 def test_auto_records_its_path(data):
     model = SparseTaskVAE(
-        6, epochs=2, random_state=0, sparsity_path=(0.1, 1.0), patience=1, **SMALL
+        6,
+        selection="path",
+        epochs=2,
+        random_state=0,
+        sparsity_path=(0.1, 1.0),
+        patience=1,
+        **SMALL,
     ).fit(data.obs, data.tasks)
     assert [e["sparsity"] for e in model.path_] == [0.0, 0.1, 1.0]
     assert sum(e["selected"] for e in model.path_) == 1

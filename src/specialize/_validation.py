@@ -115,3 +115,31 @@ def check_random_state(random_state) -> np.random.Generator:
 def warn(message: str, category=UserWarning) -> None:
     """Issue a warning attributed to the user's call site rather than to this module."""
     warnings.warn(message, category, stacklevel=3)
+
+
+def as_unit_images(name: str, images, *, shape_hint: str = "(n_images, height, width, channels)"):
+    """Images (n, H, W, C) as float32 in [0, 1].
+
+    uint8 images are read as 0-255 and divided by 255; float images must already lie in [0, 1]
+    (a float array with values up to 255 is refused rather than guessed at). Bool, integer
+    types other than uint8, NaN, inf and a rank other than 4 are refused, naming the array.
+    """
+    array = np.asarray(images)
+    if array.ndim != 4:
+        raise DataValidationError(f"{name} has shape {array.shape}, expected {shape_hint}")
+    if array.size == 0:
+        raise DataValidationError(f"{name} is empty (shape {array.shape}), expected {shape_hint}")
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / np.float32(255)
+    if not np.issubdtype(array.dtype, np.floating):
+        raise DataValidationError(
+            f"{name} has dtype {array.dtype}; images must be uint8 (0-255) or float (0-1)"
+        )
+    check_finite(name, array)
+    low, high = float(array.min()), float(array.max())
+    if low < 0.0 or high > 1.0:
+        hint = "; divide 0-255 values by 255 or pass uint8" if high > 1.0 else ""
+        raise DataValidationError(
+            f"{name} has values in [{low:g}, {high:g}]; float images must lie in [0, 1]{hint}"
+        )
+    return array.astype(np.float32, copy=False)

@@ -26,8 +26,8 @@ app = typer.Typer(
 )
 
 EXIT_USAGE = 2
-#: Most epochs of each training stage in the demo's Layer-2 part (under a minute in all).
-DEMO_LATENT_EPOCHS = 30
+#: Most epochs of each training stage in the demo's Layer-2 part (the estimator's default).
+DEMO_LATENT_EPOCHS = 200
 
 
 @contextmanager
@@ -226,7 +226,12 @@ def fit_latents(
         None, help="Width of z (at least the number of tasks); default: the estimator's."
     ),
     sparsity: str = typer.Option(
-        "auto", help="Mask penalty: a number >= 0 (0: none) or auto (chosen along a path)."
+        "auto", help="Mask penalty: a number >= 0 (0: none) or auto (supports chosen in the fit)."
+    ),
+    selection: str | None = typer.Option(
+        None,
+        help="How auto chooses the supports: moments (the heads' gradient-moment shares) or "
+        "path (a penalty path scored by held-out task losses); default: the estimator's.",
     ),
     epochs: int | None = typer.Option(
         None, help="Most epochs per training stage; default: the estimator's."
@@ -267,7 +272,12 @@ def fit_latents(
     with _user_errors():
         f = load_latent_file(data)
         optional = dict(
-            latent_dim=latent_dim, epochs=epochs, batch_size=batch_size, gate=gate, beta=beta
+            latent_dim=latent_dim,
+            selection=selection,
+            epochs=epochs,
+            batch_size=batch_size,
+            gate=gate,
+            beta=beta,
         )
         model = SparseTaskVAE(
             sparsity=_parse_sparsity(sparsity),
@@ -473,7 +483,7 @@ def reproduce(
     experiment: str = typer.Argument(
         ...,
         help="structure-vs-steps, structure-vs-tasks, latent-ablation, observed-vs-latent, "
-        "unknown-tasks, agent-video, or all.",
+        "unknown-tasks, agent-video, attribute-editing, or all.",
     ),
     seeds: int = typer.Option(10, help="Seeds 0 .. N-1 per setting."),
     quick: bool = typer.Option(False, "--quick", help="Reduced sizes: minutes, not an hour."),
@@ -518,7 +528,7 @@ def demo(
         "--latents/--no-latents",
         help="Also run Layer 2: fit a SparseTaskVAE to simulated task latents (about a minute).",
     ),
-    latent_samples: int = typer.Option(4000, help="Number of samples of the Layer-2 part."),
+    latent_samples: int = typer.Option(10_000, help="Number of samples of the Layer-2 part."),
 ):
     """Simulate data, recover its task structure (Layer 1) and task latents (Layer 2), compare with the truth, plot both."""  # noqa: E501
     import time

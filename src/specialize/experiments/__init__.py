@@ -10,10 +10,12 @@ and group-lasso baselines), ``latent-ablation`` (Layer 2 with and without the pe
 ``observed-vs-latent`` (Algorithm 1 on raw high-dimensional observations and on learned latents),
 ``unknown-tasks`` (structure from tasks learned out of an observation of their outcomes) and
 ``agent-video`` (structure from rendered video: Algorithm 1 on pixels, on per-frame latents and on
-latents with a temporal prior).
+latents with a temporal prior) and ``attribute-editing`` (edits of rendered faces through the
+task masks of a MaskedImageVAE, with and without sparsity).
 """
 
 from .ablation import LATENT_ABLATION
+from .editing import ATTRIBUTE_EDITING
 from .observed import OBSERVED_VS_LATENT
 from .runner import (
     EXPERIMENTS,
@@ -36,6 +38,7 @@ for _experiment in (
     OBSERVED_VS_LATENT,
     UNKNOWN_TASKS,
     AGENT_VIDEO,
+    ATTRIBUTE_EDITING,
 ):
     register(_experiment)
 

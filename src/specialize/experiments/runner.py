@@ -70,6 +70,10 @@ class Experiment:
         and returns their paths.
     group_by : tuple of str, default=("method",)
         Row keys that, besides the setting keys, identify a line of the summary table.
+    writes_files : bool, default=False
+        The run also takes ``files=`` a folder of its own (``out/name/runs/<setting>-seed<seed>``,
+        created for it) for what rows cannot hold, such as images of what it fitted; ``plot``
+        may read them back.
     """
 
     name: str
@@ -79,6 +83,13 @@ class Experiment:
     metrics: tuple[str, ...]
     plot: Callable[[list[dict], Path], list[Path]]
     group_by: tuple[str, ...] = ("method",)
+    writes_files: bool = False
+
+
+def run_files_folder(out_dir, setting: dict, seed: int) -> Path:
+    """The folder of the files of one (setting, seed) run of an experiment in ``out_dir``."""
+    name = "_".join(f"{k}={v}" for k, v in setting.items()) + f"-seed{seed}"
+    return Path(out_dir) / "runs" / re.sub(r"[^A-Za-z0-9_.=+-]", "-", name)
 
 
 @dataclass
@@ -221,7 +232,8 @@ def run_experiment(
     skipped = len(settings) * len(seed_list) - len(todo)
     computed = 0
     with _progress_bar(progress, len(todo)) as bar:
-        for setting, seed, rows, seconds in _computed_runs(experiment, todo, quick, n_jobs, bar):
+        runs = _computed_runs(experiment, todo, quick, n_jobs, bar, folder)
+        for setting, seed, rows, seconds in runs:
             store.append(setting, seed, _check_rows(experiment, rows, setting_keys))
             computed += 1
             manifest["seconds"] = manifest.get("seconds", 0.0) + seconds
@@ -236,12 +248,20 @@ def run_experiment(
     return ExperimentRun(folder, list(store.rows), summary, plots, computed, skipped)
 
 
-def _computed_runs(experiment: Experiment, todo: list, quick: bool, n_jobs: int, bar):
+def _computed_runs(experiment: Experiment, todo: list, quick: bool, n_jobs: int, bar, folder):
     """Yield (setting, seed, rows, seconds) of every run in ``todo`` as each finishes."""
+
+    def files(setting, seed):
+        return run_files_folder(folder, setting, seed) if experiment.writes_files else None
+
     if n_jobs == 1 or len(todo) <= 1:
         for setting, seed in todo:
             bar.describe(f"{experiment.name} {_describe(setting)} seed {seed}")
-            yield (setting, seed, *_timed_run(experiment, setting, seed, quick))
+            yield (
+                setting,
+                seed,
+                *_timed_run(experiment, setting, seed, quick, files(setting, seed)),
+            )
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -249,7 +269,9 @@ def _computed_runs(experiment: Experiment, todo: list, quick: bool, n_jobs: int,
     context = multiprocessing.get_context("spawn")  # no forked PyTorch or BLAS thread pools
     with ProcessPoolExecutor(min(n_jobs, len(todo)), mp_context=context) as pool:
         futures = {
-            pool.submit(_run_in_worker, experiment.name, setting, seed, quick): (setting, seed)
+            pool.submit(
+                _run_in_worker, experiment.name, setting, seed, quick, files(setting, seed)
+            ): (setting, seed)
             for setting, seed in todo
         }
         bar.describe(f"{experiment.name}: {len(todo)} runs on {n_jobs} processes")
@@ -262,14 +284,18 @@ def _computed_runs(experiment: Experiment, todo: list, quick: bool, n_jobs: int,
             raise
 
 
-def _timed_run(experiment: Experiment, setting: dict, seed: int, quick: bool):
+def _timed_run(experiment: Experiment, setting: dict, seed: int, quick: bool, files=None):
     started = time.perf_counter()
     with _isolated_global_state():
-        rows = experiment.run(dict(setting), seed, quick)
+        if files is None:
+            rows = experiment.run(dict(setting), seed, quick)
+        else:
+            Path(files).mkdir(parents=True, exist_ok=True)
+            rows = experiment.run(dict(setting), seed, quick, files=Path(files))
     return rows, time.perf_counter() - started
 
 
-def _run_in_worker(name: str, setting: dict, seed: int, quick: bool):
+def _run_in_worker(name: str, setting: dict, seed: int, quick: bool, files=None):
     """One run in a worker process, with one PyTorch and one BLAS thread."""
     import torch
     from threadpoolctl import threadpool_limits
@@ -278,7 +304,7 @@ def _run_in_worker(name: str, setting: dict, seed: int, quick: bool):
 
     torch.set_num_threads(1)
     with threadpool_limits(1):
-        return _timed_run(registered(name), setting, seed, quick)
+        return _timed_run(registered(name), setting, seed, quick, files)
 
 
 # ----------------------------------------------------------------------------------------

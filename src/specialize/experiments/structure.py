@@ -29,7 +29,9 @@ In ``structure-vs-tasks`` our method is the whole pipeline: ``algorithm-1`` ther
 :class:`specialize.Specializer` with ``step_encoder="identity"`` (the states are its step
 latents) whose structure stage is the ``discover_structure`` call above (same data, same seed,
 so the same step-task matrix and structure scores), followed by one cheap
-:class:`specialize.latent.SparseTaskVAE` specialist per task (:data:`SPECIALIST_PARAMS`). Its
+:class:`specialize.latent.SparseTaskVAE` specialist per task (:data:`SPECIALIST_PARAMS`: a
+fixed penalty, few epochs, unweighted refits, the configuration measured in
+docs/reproduction.md). Its
 ``seconds`` is the structure stage alone (``Specializer.timings_``), comparable with the other
 methods; ``specialist_seconds`` is the time of fitting all the specialists. Its row adds the
 mean over tasks of three scores of the specialists' selected latents
@@ -95,7 +97,13 @@ LATENT_METRICS = ("latent_r2", "latent_mcc", "latent_dims", "specialist_seconds"
 #: took 3.3 s per specialist with its scoring on one idle core (4.8 s on a busy one), over the
 #: 30 tasks of seed 0: 2.8 coordinates kept on average, latent_r2 0.78, latent_mcc 0.74. With
 #: 12 epochs, 3.0 s but 4.4 coordinates; with 10, the penalty barely sparsifies.
-SPECIALIST_PARAMS = {"sparsity": 0.03, "epochs": 15, "batch_size": 1024, "learning_rate": 0.01}
+SPECIALIST_PARAMS = {
+    "sparsity": 0.03,
+    "epochs": 15,
+    "batch_size": 1024,
+    "learning_rate": 0.01,
+    "task_weight": 1.0,
+}
 #: Training rows of the kernel ridge in ``latent_r2``: a few latents and a smooth target need
 #: few rows, and 500 rows take 0.25 s where the default 2,000 take 3 s.
 LATENT_R2_MAX_TRAIN = 500

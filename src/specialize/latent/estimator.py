@@ -25,6 +25,7 @@ from .selection import select_supports
 from .training import TaskData
 
 GATES = ("l1", "hard-concrete")
+SELECTIONS = ("moments", "path")
 #: Penalty weights tried by ``sparsity="auto"`` (per sample, in units of the task losses).
 DEFAULT_PATH = (0.01, 0.03, 0.1, 0.3)
 FORMAT_VERSION = 2
@@ -44,11 +45,26 @@ class SparseTaskVAE(ConstructorParams):
         Width of z; at least the number of tasks.
     sparsity : float or "auto"
         Weight lambda of the mask penalty. "auto" (the default) selects each task's support
-        along ``sparsity_path``, scoring each support by the held-out task loss of a refit with
-        that support fixed, and keeps the sparsest support within ``tolerance`` of the best
-        (docs/latents.md). 0 gives the unpenalised VAE (Proposition 2's superset).
+        inside fit, by the rule ``selection`` names (docs/latents.md). 0 gives the unpenalised
+        VAE (Proposition 2's superset).
+    selection : {"moments", "path"}
+        How ``sparsity="auto"`` selects the supports. "moments" (the default): after the
+        warm-up and the alignment, task k keeps every coordinate whose share of its head's
+        gradient moment (the diagonal of E[grad f_k grad f_k^T] over its trace) is at least
+        ``threshold`` times its largest share, and the model is refitted with those supports
+        fixed; no penalty is trained. "path": the penalty rises along ``sparsity_path``, each
+        weight's supports are scored by the held-out task loss of a refit with them fixed,
+        and the sparsest within ``tolerance`` of the best is kept. Ignored unless
+        ``sparsity="auto"``.
     beta : float
         Weight of the KL term.
+    task_weight : float
+        Weight of the task losses against the ELBO (reconstruction + beta * KL, per sample)
+        in every refit with the supports fixed; the warm-up, the aligned stage and the
+        penalised stages weigh them by 1. The ELBO is unchanged when the latent is
+        re-parametrised, so only the task terms confine each task's group to its support;
+        beside the reconstruction of every observed dimension a weight of 1 leaves the
+        support's coordinates mixed with the rest of the latent.
     gate : {"l1", "hard-concrete"}
         The paper's l1 mask, or a relaxed-l0 hard-concrete gate (Louizos et al., 2018) whose
         penalty is the expected number of open gates.
@@ -73,13 +89,14 @@ class SparseTaskVAE(ConstructorParams):
         One per task; None infers "classification" for integer columns with at most 10
         distinct values, "regression" otherwise.
     threshold : float
-        A coordinate belongs to a task's support when its mask magnitude is at least
-        ``threshold`` times the largest of that task's row.
+        A coordinate belongs to a task's support when its mask magnitude (or, with
+        ``selection="moments"``, its gradient-moment share) is at least ``threshold`` times
+        the largest of that task's row.
     tolerance : float
-        Relative increase of the held-out task loss that ``sparsity="auto"`` accepts for a
+        Relative increase of the held-out task loss that ``selection="path"`` accepts for a
         sparser support.
     sparsity_path : sequence of float
-        Penalty weights tried by ``sparsity="auto"``, increasing.
+        Penalty weights tried by ``selection="path"``, increasing.
     validation_fraction : float
         Share of the samples held out for early stopping and support selection.
     patience : int
@@ -98,9 +115,12 @@ class SparseTaskVAE(ConstructorParams):
     relevant_dims_ : list of int ndarrays
         Each task's selected latent coordinates.
     sparsity_ : float
-        The penalty weight of the selected supports (0 when ``sparsity=0``).
+        The penalty weight of the selected supports (0 when ``sparsity=0`` and with
+        ``selection="moments"``, which trains no penalty).
     path_ : list of dict
-        For each penalty weight tried: the supports and the held-out task losses.
+        For each penalty weight tried: the supports and the held-out task losses. With
+        ``selection="moments"``, one entry with the supports, the gradient-moment ``shares``
+        (n_tasks, latent_dim) and the refit's held-out task losses.
     history_ : list of dict
         Per-epoch validation losses of every stage.
     task_types_ : list of str
@@ -116,7 +136,9 @@ class SparseTaskVAE(ConstructorParams):
         latent_dim: int = 8,
         *,
         sparsity="auto",
+        selection: str = "moments",
         beta: float = 1.0,
+        task_weight: float = 50.0,
         gate: str = "l1",
         align: bool = True,
         head_lipschitz: float = 1.0,
@@ -138,7 +160,9 @@ class SparseTaskVAE(ConstructorParams):
     ):
         self.latent_dim = latent_dim
         self.sparsity = sparsity
+        self.selection = selection
         self.beta = beta
+        self.task_weight = task_weight
         self.gate = gate
         self.align = align
         self.head_lipschitz = head_lipschitz
@@ -162,6 +186,9 @@ class SparseTaskVAE(ConstructorParams):
         p = {
             "latent_dim": check_int("latent_dim", self.latent_dim, minimum=1),
             "beta": check_float("beta", self.beta, low=0.0),
+            "task_weight": check_float(
+                "task_weight", self.task_weight, low=0.0, low_inclusive=False
+            ),
             "epochs": check_int("epochs", self.epochs, minimum=1),
             "batch_size": check_int("batch_size", self.batch_size, minimum=1),
             "learning_rate": check_float(
@@ -187,7 +214,10 @@ class SparseTaskVAE(ConstructorParams):
             raise InvalidParameterError(f"align must be True or False, got {self.align!r}")
         p["align"] = bool(self.align)
         check_choice("gate", self.gate, GATES)
-        p["hidden_sizes"] = [check_int("hidden_sizes[]", h, minimum=1) for h in self.hidden_sizes]
+        check_choice("selection", self.selection, SELECTIONS)
+        p["selection"] = self.selection
+        hidden = getattr(self, "hidden_sizes", ())  # a subclass with its own networks has none
+        p["hidden_sizes"] = [check_int("hidden_sizes[]", h, minimum=1) for h in hidden]
         p["head_sizes"] = [check_int("head_sizes[]", h, minimum=1) for h in self.head_sizes]
         if isinstance(self.sparsity, str):
             check_choice("sparsity", self.sparsity, ("auto",))
@@ -214,7 +244,7 @@ class SparseTaskVAE(ConstructorParams):
         """
         torch = torch_module()
         p = self._validated()
-        X = _check_obs(X)
+        X = self._check_input(X, fitted=False)
         G = check_task_targets(G, X.shape[0])
         n, n_tasks = G.shape
         if p["latent_dim"] < n_tasks:
@@ -226,8 +256,7 @@ class SparseTaskVAE(ConstructorParams):
         encoded, self.classes_, self.target_mean_, self.target_scale_ = encode_targets(
             G, self.task_types_
         )
-        self.obs_mean_ = X.mean(axis=0)
-        self.obs_scale_ = X.std(axis=0)
+        self.obs_mean_, self.obs_scale_ = self._input_scaling(X)
         self.n_features_in_ = X.shape[1]
         self.n_tasks_ = n_tasks
         self.random_state_ = resolve_seed(self.random_state)
@@ -269,6 +298,14 @@ class SparseTaskVAE(ConstructorParams):
         self.relevant_dims_ = [np.flatnonzero(row) for row in support]
         return self
 
+    def _check_input(self, X, fitted: bool) -> np.ndarray:
+        """X as a checked float array (n, n_features); ``fitted`` checks its width."""
+        return _check_obs(X, width=self.n_features_in_ if fitted else None)
+
+    def _input_scaling(self, X: np.ndarray):
+        """Mean and scale that standardise X for the network: per feature."""
+        return X.mean(axis=0), X.std(axis=0)
+
     def _new_module(self, p: dict):
         outputs = [1 if c is None else len(c) for c in self.classes_]
         return SparseTaskVAEModule(
@@ -280,6 +317,13 @@ class SparseTaskVAE(ConstructorParams):
             gate=self.gate,
             head_gain=p["head_lipschitz"],
         ).to(self.device_)
+
+    def _saved_extras(self) -> dict:
+        """Fitted state a subclass adds to ``config.json`` (JSON values)."""
+        return {}
+
+    def _load_extras(self, fitted: dict) -> None:
+        """Restore what :meth:`_saved_extras` wrote, before the network is rebuilt."""
 
     def _fingerprint(self, X, G) -> str:
 
@@ -302,7 +346,7 @@ class SparseTaskVAE(ConstructorParams):
     def _encode(self, X) -> np.ndarray:
         torch = torch_module()
         self._check_fitted()
-        X = _check_obs(X, width=self.n_features_in_)
+        X = self._check_input(X, fitted=True)
         x = torch.as_tensor((X - self.obs_mean_) / self.obs_scale_, dtype=torch.float32)
         self.module_.eval()
         out = []
@@ -391,6 +435,8 @@ class SparseTaskVAE(ConstructorParams):
             "sparsity": self.sparsity_,
             "path": self.path_,
             "random_state": self.random_state_,
+            "estimator": type(self).__name__,
+            **self._saved_extras(),
         }
         (path / "config.json").write_text(json.dumps({"params": params, "fitted": fitted}))
         torch.save(self.module_.state_dict(), path / "state.pt")
@@ -401,8 +447,13 @@ class SparseTaskVAE(ConstructorParams):
         """A fitted model from a directory written by :meth:`save`."""
         torch = torch_module()
         path = Path(path)
-        config = read_saved_config(path, "config.json", "SparseTaskVAE", FORMAT_VERSION)
+        config = read_saved_config(path, "config.json", cls.__name__, FORMAT_VERSION)
         fitted = config["fitted"]
+        saved_as = fitted.get("estimator", "SparseTaskVAE")
+        if saved_as != cls.__name__:
+            raise DataValidationError(
+                f"{path} holds a saved {saved_as}, not a {cls.__name__}: use {saved_as}.load"
+            )
         params = config["params"]
         params["device"] = device
         model = cls(**{k: _from_json(k, v) for k, v in params.items()})
@@ -420,6 +471,7 @@ class SparseTaskVAE(ConstructorParams):
         model.path_ = fitted["path"]
         model.random_state_ = fitted["random_state"]
         model.device_ = str(resolve_device(device))
+        model._load_extras(fitted)
         model.module_ = model._new_module(model._validated())
         state = torch.load(path / "state.pt", map_location=model.device_, weights_only=True)
         model.module_.load_state_dict(state)

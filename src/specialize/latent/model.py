@@ -56,6 +56,11 @@ class SparseTaskVAEModule(nn.Module):
         Head k reads ``head_gain * m_k * z``: with the l1 mask, the bound on how much a unit of
         mask lets a coordinate move a (1-Lipschitz) head. Tasks steeper than the latent's unit
         scale need masks of about their slope divided by the gain.
+    encoder, decoder : nn.Sequential, optional
+        Networks to use instead of the MLPs of ``hidden_sizes``: the encoder maps
+        (batch, obs_dim) to (batch, 2 * latent_dim) and must end with an ``nn.Linear``; the
+        decoder maps (batch, latent_dim) to (batch, obs_dim) and must start with one (the
+        alignment rotates the latent through these two layers).
     """
 
     def __init__(
@@ -67,13 +72,15 @@ class SparseTaskVAEModule(nn.Module):
         task_outputs: list[int],
         gate: str = "l1",
         head_gain: float = 1.0,
+        encoder: nn.Sequential | None = None,
+        decoder: nn.Sequential | None = None,
     ):
         super().__init__()
         self.latent_dim = latent_dim
         self.gate = gate
         self.head_gain = float(head_gain)
-        self.encoder = mlp([obs_dim, *hidden_sizes, 2 * latent_dim])
-        self.decoder = mlp([latent_dim, *reversed(hidden_sizes), obs_dim])
+        self.encoder = encoder or mlp([obs_dim, *hidden_sizes, 2 * latent_dim])
+        self.decoder = decoder or mlp([latent_dim, *reversed(hidden_sizes), obs_dim])
         self.log_noise = nn.Parameter(torch.zeros(()))  # decoder's log standard deviation
         self._head_layout = (list(head_sizes), list(task_outputs))
         self.heads = self._new_heads()

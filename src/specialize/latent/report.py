@@ -304,7 +304,12 @@ def write_report(report: dict, path) -> None:
 def format_summary(report: dict) -> str:
     """A few lines for the terminal: each task's selected dims and, given the truth, scores."""
     setting = report["settings"]["sparsity"]
-    how = "chosen along the path" if setting == "auto" else "fixed"
+    if setting != "auto":
+        how = "fixed"
+    elif report["settings"].get("selection", "path") == "moments":
+        how = "supports from the gradient-moment shares"
+    else:
+        how = "chosen along the path"
     lines = [
         f"SparseTaskVAE: latent_dim {report['latent_dim']}, sparsity {report['sparsity']:g} "
         f"({how}), {report['validation']['n_epochs']} epochs in {report['seconds']:.1f} s "

@@ -7,12 +7,22 @@
 - ``sparsity=lambda``: an unpenalised warm-up, a penalised stage, then a refit with the
   thresholded supports fixed and no penalty (it removes the l1 shrinkage of the kept
   coordinates).
-- ``sparsity="auto"``: after the warm-up, the penalty rises along ``sparsity_path``; each
-  weight's thresholded supports are refitted (fixed, unpenalised) from that weight's model
-  and scored by their held-out task losses. The selected weight is the largest whose refit
-  keeps every task's held-out loss within ``(1 + tolerance)`` of that task's best over the
-  path and the warm-up (widened to the smallest worst ratio of any weight when the tasks'
-  best losses lie at different weights); its refitted model is the result.
+- ``sparsity="auto"`` with ``selection="moments"`` (the default): after the warm-up (and
+  the alignment), each task's support is every coordinate whose share of the task head's
+  gradient moment (diagonal of C_k over its trace, :func:`moment_shares`) is at least
+  ``threshold`` times the task's largest share; the model is then refitted with those
+  supports fixed and no penalty. No penalty is trained.
+- Every refit (the supports fixed) weighs the task losses by ``task_weight`` against the
+  ELBO: the ELBO does not prefer a basis, so only the task terms confine a task's group to
+  its support, and at weight 1 they are small beside the reconstruction of every
+  observed dimension.
+- ``sparsity="auto"`` with ``selection="path"``: after the warm-up, the penalty rises along
+  ``sparsity_path``; each weight's thresholded supports are refitted (fixed, unpenalised)
+  from that weight's model and scored by their held-out task losses. The selected weight is
+  the largest whose refit keeps every task's held-out loss within ``(1 + tolerance)`` of
+  that task's best over the path and the warm-up (widened to the smallest worst ratio of any
+  weight when the tasks' best losses lie at different weights); its refitted model is the
+  result.
 """
 
 from __future__ import annotations
@@ -51,6 +61,18 @@ def threshold_support(mask: np.ndarray, threshold: float) -> np.ndarray:
     return support
 
 
+def moment_shares(moments: np.ndarray) -> np.ndarray:
+    """Each coordinate's share of each task's gradient moment: (n_tasks, latent_dim).
+
+    Row k is the diagonal of C_k = E[grad f_k grad f_k^T] divided by its trace (zeros for a
+    head that ignores z). In the aligned basis C_k is close to diagonal, and its diagonal is
+    how much of the head's (squared) sensitivity each coordinate carries.
+    """
+    diagonal = np.clip(np.diagonal(moments, axis1=1, axis2=2), 0.0, None)
+    total = diagonal.sum(axis=1, keepdims=True)
+    return np.divide(diagonal, total, out=np.zeros_like(diagonal), where=total > 0)
+
+
 def select_supports(
     module, train, valid, *, params: dict, classification, seed: int, progress, checkpoint
 ) -> SelectionResult:
@@ -60,6 +82,8 @@ def select_supports(
     generator = torch.Generator().manual_seed(seed)
 
     def settings(name: str, penalty: float, epochs: int) -> StageSettings:
+        # a refit (the supports fixed) weighs the task losses by task_weight, every other
+        # stage by 1
         return StageSettings(
             name,
             penalty,
@@ -68,6 +92,7 @@ def select_supports(
             params["learning_rate"],
             params["batch_size"],
             params["beta"],
+            params["task_weight"] if name.startswith("refit") else 1.0,
         )
 
     runner = _StageRunner(module, train, valid, classification, generator, history, checkpoint)
@@ -82,6 +107,14 @@ def select_supports(
         if params["align"]:
             rotate_latent(module, alignment_rotation(task_gradient_moments(module, train.x)))
             warm = runner.run(settings("aligned", 0.0, max(10, epochs // 4)))
+        if sparsity == "auto" and params["selection"] == "moments":
+            shares = moment_shares(task_gradient_moments(module, train.x))
+            support = threshold_support(shares, params["threshold"])
+            module.support.copy_(torch.as_tensor(support, device=module.mask.device))
+            record = runner.run(settings("refit", 0.0, max(10, epochs // 2)))
+            entry = _path_entry(0.0, module, record)
+            entry.update(rule="moments", shares=shares.tolist(), selected=True)
+            return SelectionResult(history.epochs, [entry], 0.0)
         if sparsity != "auto":
             runner.run(settings(f"penalty {sparsity:g}", sparsity, epochs))
             _fix_support(module, params["threshold"], gate_open=True)

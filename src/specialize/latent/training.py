@@ -47,6 +47,7 @@ class StageSettings:
     learning_rate: float
     batch_size: int
     beta: float
+    task_weight: float = 1.0
 
 
 @dataclass
@@ -131,9 +132,10 @@ def run_stage(
     """Train ``module`` for one stage with early stopping; restore the best epoch's weights.
 
     The monitored quantity is the validation objective of the stage (reconstruction,
-    beta * KL, task losses and the penalty). ``on_epoch(epoch, optimizer, best)`` is called
-    after every epoch (progress, checkpoints); ``start_epoch``, ``optimizer_state`` and
-    ``best`` resume an interrupted stage. Returns the best validation record.
+    beta * KL, task_weight * task losses and the penalty). ``on_epoch(epoch, optimizer,
+    best)`` is called after every epoch (progress, checkpoints); ``start_epoch``,
+    ``optimizer_state`` and ``best`` resume an interrupted stage. Returns the best
+    validation record.
     """
     optimizer = torch.optim.Adam(module.parameters(), lr=stage.learning_rate)
     if optimizer_state is not None:
@@ -145,7 +147,7 @@ def run_stage(
         for start in range(0, n, stage.batch_size):
             batch = train.subset(order[start : start + stage.batch_size])
             recon, kl, tasks = loss_terms(module, batch, classification)
-            loss = recon + stage.beta * kl + tasks.sum()
+            loss = recon + stage.beta * kl + stage.task_weight * tasks.sum()
             if stage.penalty > 0:
                 loss = loss + stage.penalty * module.penalty()
             optimizer.zero_grad(set_to_none=True)
@@ -153,7 +155,8 @@ def run_stage(
             optimizer.step()
         record = evaluate(module, valid, classification, 4096)
         penalty = float(module.penalty().detach())
-        objective = record["recon"] + stage.beta * record["kl"] + sum(record["tasks"])
+        objective = record["recon"] + stage.beta * record["kl"]
+        objective += stage.task_weight * sum(record["tasks"])
         objective += stage.penalty * penalty
         record.update(stage=stage.name, epoch=epoch, objective=objective, penalty=penalty)
         history.add(**record)
