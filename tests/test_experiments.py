@@ -21,6 +21,7 @@ from specialize.experiments import (
     register,
     run_experiment,
 )
+from specialize.experiments.runner import run_files_folder
 from specialize.experiments.structure import (
     SEGMENT_LENGTH,
     algorithm_1,
@@ -502,3 +503,32 @@ def test_reproduce_command_writes_the_folder_and_resumes(tmp_path):
     assert "0 runs computed, 2 reused" in again.output
     bad = CliRunner().invoke(app, ["reproduce", "no-such-study", "--quick", "--out", str(tmp_path)])
     assert bad.exit_code == 2 and "structure-vs-steps" in bad.output
+
+
+def test_a_study_that_writes_files_gets_a_folder_of_its_own_per_run(tmp_path, monkeypatch):
+    seen = []
+
+    def run(setting, seed, quick, files):
+        assert files.is_dir() and not any(files.iterdir())  # created for it, empty
+        (files / "note.txt").write_text(f"{setting['label']} {seed}")
+        seen.append(files)
+        return fake_rows(setting, seed)
+
+    experiment = Experiment(
+        "fake-files",
+        "",
+        lambda quick: [{"size": 1, "label": "a b/c"}, {"size": 2, "label": "d"}],
+        run,
+        ("score",),
+        fake_plot,
+        writes_files=True,
+    )
+    monkeypatch.setitem(EXPERIMENTS, "fake-files", experiment)
+    run_experiment("fake-files", seeds=2, out=tmp_path)
+    folder = tmp_path / "fake-files"
+    assert len(set(seen)) == 4  # one folder per (setting, seed), none shared
+    for setting in ({"size": 1, "label": "a b/c"}, {"size": 2, "label": "d"}):
+        for seed in (0, 1):
+            path = run_files_folder(folder, setting, seed)
+            assert path.parent == folder / "runs"  # unsafe characters of a label are replaced
+            assert (path / "note.txt").read_text() == f"{setting['label']} {seed}"

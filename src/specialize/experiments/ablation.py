@@ -193,7 +193,8 @@ LATENT_ABLATION = Experiment(
     description=(
         "Layer-2 ablation: block R² of each task's selected latent coordinates against its "
         "group and against the irrelevant latents, for SparseTaskVAE without penalty, with "
-        "its automatic penalty, and a group lasso on the unpenalised VAE's latent."
+        "its default selection, with the paper's l1 penalty path, and a group lasso on the "
+        "unpenalised VAE's latent."
     ),
     settings=ablation_settings,
     run=run_ablation,

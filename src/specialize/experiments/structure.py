@@ -58,7 +58,7 @@ projection (the actions are linear in the states plus independent noise, the tas
 the actions plus noise), so the "relevant latent" of a task is that 1-dimensional signal, not
 every coordinate of its steps: what the states tell about the task is the signal, the rest of
 the task is noise independent of them. A support of one coordinate is therefore the target,
-and ``SparseTaskVAE`` with its defaults (automatic penalty) does reach it on some such tasks:
+and ``SparseTaskVAE`` with the defaults of that time (the l1 penalty path) reached it on some:
 on six tasks of seed 0 (T = 20, M in {2, 6, 10}) it kept 1 coordinate on two and 6 to 15 on
 the others. The states explain only part of each task (the signal held 10 to 26 % of the
 task's variance on those six), which makes the specialists' task heads slow to learn.
@@ -91,9 +91,9 @@ SEGMENT_LENGTH = 2
 STRUCTURE_METRICS = ("precision", "recall", "f1", "accuracy", "exact", "seconds")
 LATENT_METRICS = ("latent_r2", "latent_mcc", "latent_dims", "specialist_seconds")
 #: SparseTaskVAE arguments of the specialists in ``structure-vs-tasks``. Cheap because the
-#: study fits 30 of them per seed (300 in ten seeds): with the defaults (automatic penalty,
-#: 200 epochs) one fit at n = 10,000 took 55 to 134 s on one thread. These (15 epochs per
-#: stage, large batches with a larger step size, one fixed penalty weight instead of a path)
+#: study fits 30 of them per seed (300 in ten seeds): with the defaults of that time (the l1
+#: penalty path, 200 epochs) one fit at n = 10,000 took 55 to 134 s on one thread. These (15
+#: epochs per stage, large batches with a larger step size, one fixed penalty weight)
 #: took 3.3 s per specialist with its scoring on one idle core (4.8 s on a busy one), over the
 #: 30 tasks of seed 0: 2.8 coordinates kept on average, latent_r2 0.78, latent_mcc 0.74. With
 #: 12 epochs, 3.0 s but 4.4 coordinates; with 10, the penalty barely sparsifies.
