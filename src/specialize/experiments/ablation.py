@@ -23,8 +23,7 @@ against the task's group and against the irrelevant coordinates, as
 ``n_selected``, ``true_size``, ``target_met`` (``n_selected == true_size`` and
 ``r2_relevant >= 0.9`` and ``r2_irrelevant <= 0.2``), ``sparsity_selected`` (the penalty
 weight the VAE chose, 0 for the gradient-moment rule, which trains none; empty for the group
-lasso), ``seconds``, and ``dims`` (the selected
-coordinates, as text).
+lasso), ``seconds``, and ``dims`` (the selected coordinates, as text).
 """
 
 from __future__ import annotations
@@ -43,14 +42,14 @@ N_SAMPLES = 10_000
 QUICK_N_SAMPLES = 2_000
 QUICK_EPOCHS = 10
 LATENT_DIM = 6
-#: The target of the ablation (docs/latents.md): supports of the true size that carry the
-#: task's group (block R^2 >= 0.9) and little of the irrelevant coordinates (<= 0.2).
 #: The SparseTaskVAE fits compared, by their options besides the shared ones.
 METHODS = {
     "vae": {"sparsity": 0.0},
     "sparse-vae": {},
     "l1-path": {"selection": "path", "task_weight": 1.0},
 }
+#: The target of the ablation (docs/latents.md): supports of the true size that carry the
+#: task's group (block R^2 >= 0.9) and little of the irrelevant coordinates (<= 0.2).
 R2_RELEVANT_TARGET = 0.9
 R2_IRRELEVANT_TARGET = 0.2
 ABLATION_METRICS = (

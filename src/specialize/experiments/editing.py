@@ -112,9 +112,7 @@ def run_editing(setting: dict, seed: int, quick: bool, files: Path | None = None
     )
     probe_accuracy = probe.score(probe_test.images, probe_test.attributes, probe_test.nuisance)
     scale = data.nuisance.std(axis=0)
-    originals = render_attribute_images(
-        attributes, nuisance, image_size=size, attribute_names=names
-    )
+    regions = _edit_regions(attributes, nuisance, targets, names, size)
 
     rows, shown = [], {}
     for method, params in METHODS.items():
@@ -148,13 +146,7 @@ def run_editing(setting: dict, seed: int, quick: bool, files: Path | None = None
                 target=targets[:, k],
                 nuisance_scale=scale,
             )
-            changed = attributes.copy()
-            changed[:, k] = targets[:, k]
-            truth = render_attribute_images(
-                changed, nuisance, image_size=size, attribute_names=names
-            )
-            region = _edit_region(originals, truth)
-            outside, inside = pixel_change(reconstruction, edited, region)
+            outside, inside = pixel_change(reconstruction, edited, regions[k])
             shown[method][f"{edit} {name}"] = edited[:GRID_FACES]
             rows.append(
                 {
@@ -191,10 +183,20 @@ def _edit_targets(attributes: np.ndarray, n_styles: int, rng) -> np.ndarray:
     return np.where(attributes > 0, 0, styles)
 
 
-def _edit_region(originals: np.ndarray, counterfactuals: np.ndarray) -> np.ndarray:
-    """Bool (n, H, W): pixels the true edit moves, widened by one pixel."""
-    moved = np.abs(counterfactuals - originals).max(axis=3) > REGION_THRESHOLD
-    return binary_dilation(moved, structure=np.ones((1, 3, 3), bool))
+def _edit_regions(attributes, nuisance, targets, names, size: int) -> list[np.ndarray]:
+    """Per attribute k, bool (n, H, W): the pixels that the true edit of k to ``targets[:, k]``
+    moves (its counterfactual rendering against the original), widened by one pixel."""
+    originals = render_attribute_images(
+        attributes, nuisance, image_size=size, attribute_names=names
+    )
+    regions = []
+    for k in range(attributes.shape[1]):
+        changed = attributes.copy()
+        changed[:, k] = targets[:, k]
+        truth = render_attribute_images(changed, nuisance, image_size=size, attribute_names=names)
+        moved = np.abs(truth - originals).max(axis=3) > REGION_THRESHOLD
+        regions.append(binary_dilation(moved, structure=np.ones((1, 3, 3), bool)))
+    return regions
 
 
 def plot_edits(originals, shown: dict, path) -> Path:

@@ -290,8 +290,8 @@ def _timed_run(experiment: Experiment, setting: dict, seed: int, quick: bool, fi
         if files is None:
             rows = experiment.run(dict(setting), seed, quick)
         else:
-            Path(files).mkdir(parents=True, exist_ok=True)
-            rows = experiment.run(dict(setting), seed, quick, files=Path(files))
+            files.mkdir(parents=True, exist_ok=True)
+            rows = experiment.run(dict(setting), seed, quick, files=files)
     return rows, time.perf_counter() - started
 
 

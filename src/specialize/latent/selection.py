@@ -81,9 +81,7 @@ def select_supports(
     history = History()
     generator = torch.Generator().manual_seed(seed)
 
-    def settings(name: str, penalty: float, epochs: int) -> StageSettings:
-        # a refit (the supports fixed) weighs the task losses by task_weight, every other
-        # stage by 1
+    def settings(name: str, penalty: float, epochs: int, task_weight: float = 1.0):
         return StageSettings(
             name,
             penalty,
@@ -92,8 +90,12 @@ def select_supports(
             params["learning_rate"],
             params["batch_size"],
             params["beta"],
-            params["task_weight"] if name.startswith("refit") else 1.0,
+            task_weight,
         )
+
+    def refit(name: str, epochs: int) -> StageSettings:
+        """A stage with the supports fixed: no penalty, the task losses weighted up."""
+        return settings(name, 0.0, epochs, task_weight=params["task_weight"])
 
     runner = _StageRunner(module, train, valid, classification, generator, history, checkpoint)
     epochs = params["epochs"]
@@ -111,14 +113,14 @@ def select_supports(
             shares = moment_shares(task_gradient_moments(module, train.x))
             support = threshold_support(shares, params["threshold"])
             module.support.copy_(torch.as_tensor(support, device=module.mask.device))
-            record = runner.run(settings("refit", 0.0, max(10, epochs // 2)))
+            record = runner.run(refit("refit", max(10, epochs // 2)))
             entry = _path_entry(0.0, module, record)
             entry.update(rule="moments", shares=shares.tolist(), selected=True)
             return SelectionResult(history.epochs, [entry], 0.0)
         if sparsity != "auto":
             runner.run(settings(f"penalty {sparsity:g}", sparsity, epochs))
             _fix_support(module, params["threshold"], gate_open=True)
-            runner.run(settings("refit", 0.0, epochs))
+            runner.run(refit("refit", epochs))
             return SelectionResult(history.epochs, [], float(sparsity))
 
         warm_state = copy.deepcopy(module.state_dict())
@@ -130,7 +132,7 @@ def select_supports(
             runner.run(settings(f"penalty {weight:g}", weight, max(10, epochs // 4)))
             trunk = copy.deepcopy(module.state_dict())
             _fix_support(module, params["threshold"], gate_open=True)
-            record = runner.run(settings(f"refit {weight:g}", 0.0, max(10, epochs // 2)))
+            record = runner.run(refit(f"refit {weight:g}", max(10, epochs // 2)))
             refits[weight] = copy.deepcopy(module.state_dict())
             path.append(_path_entry(weight, module, record))
             module.support.fill_(True)
